@@ -1,0 +1,66 @@
+/*
+ * Validation and normalisation of the URLs that links redirect to.
+ *
+ * url_normalize accepts a URL as a client sent it and returns the form that
+ * shortd stores and sends in Location:
+ *
+ *   - Syntax is RFC 3986 (parsed by liburiparser). The scheme must be in the
+ *     allowed list (compared case-insensitively) and a host is required.
+ *   - Hosts are IPv4 addresses, IPv6 literals in brackets, or DNS names whose
+ *     labels are letters, digits, '-' and '_'. An internationalised name,
+ *     sent as UTF-8 or percent-encoded UTF-8, is converted to its ASCII form
+ *     (IDNA2008 with UTS #46 mapping, by libidn2).
+ *   - Control characters, whitespace (ASCII and Unicode), invalid UTF-8,
+ *     user information (user:password@), malformed percent-encoding and
+ *     overlong URLs are rejected.
+ *   - Bytes that a URI cannot contain but that browsers send anyway
+ *     (non-ASCII UTF-8 in the path, query and fragment, and the ASCII
+ *     characters " < > \ ^ ` { | }) are percent-encoded, as browsers do.
+ *     A URL that is already a valid URI comes back byte for byte unchanged,
+ *     apart from an internationalised host.
+ *   - A URL whose host is the service's own host is rejected, because the
+ *     link would redirect to itself.
+ *
+ * The functions are pure and thread-safe.
+ */
+#ifndef SHORTD_APP_URL_H
+#define SHORTD_APP_URL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct url_policy {
+    const char *const *schemes; /* allowed schemes, lowercase */
+    size_t scheme_count;
+    size_t max_length; /* bytes, checked on the input and on the result */
+    const char *own_host; /* host of the service, NULL to skip the check */
+};
+
+/* Why a URL was rejected. */
+struct url_error {
+    const char *code;  /* "invalid_url", "unsupported_scheme", "url_too_long",
+                          "invalid_host" or "redirect_loop" */
+    char message[256]; /* one sentence naming the problem and where it is */
+};
+
+/*
+ * Validates input[0..len) under policy. On success returns 0 and stores in
+ * *out a malloc'd, NUL-terminated normalised URL (the caller frees it) and
+ * its length in *out_len. On rejection returns -EINVAL and fills err; on
+ * allocation failure returns -ENOMEM.
+ */
+int url_normalize(const char *input, size_t len, const struct url_policy *policy, char **out,
+                  size_t *out_len, struct url_error *err);
+
+/*
+ * Writes url[0..len) to out with every byte outside the URI character set
+ * (unreserved, reserved and '%') percent-encoded, so the result is safe in a
+ * header. out must have room for 3 * len bytes. Returns the bytes written.
+ * For a URL returned by url_normalize the output equals the input.
+ */
+size_t url_encode_for_header(const char *url, size_t len, char *out);
+
+/* Returns whether every byte of url[0..len) is in the URI character set. */
+bool url_is_header_safe(const char *url, size_t len);
+
+#endif

@@ -1,0 +1,116 @@
+/*
+ * Bounded concurrent cache from byte-string keys to byte-string values.
+ *
+ * shortd keeps short code -> redirect record here. The cache is sharded by a
+ * keyed hash; each shard has its own mutex, an open addressing index and a
+ * CLOCK ring for eviction. Memory is bounded in bytes: every entry is charged
+ * its key, its value and its bookkeeping, and an insert evicts entries whose
+ * reference bit is clear until the shard fits its share of the capacity.
+ *
+ * Entries may carry a time to live. Shortd uses it for negative entries
+ * ("this code does not exist"), so that a flood of requests for unknown codes
+ * does not reach the store, while a link created later is seen soon after.
+ *
+ * Stale fills: a reader that misses, reads the store and then fills the
+ * cache can race with a writer that changed the same key in between. Each
+ * shard therefore has an epoch that every authoritative change (cache_put,
+ * cache_remove) increments. A reader takes cache_epoch() before its store
+ * read and fills with cache_fill(), which does nothing when the epoch moved.
+ *
+ * Workload: any thread may call any function concurrently, except
+ * cache_destroy. Callbacks run under the shard lock: they must be short and
+ * must not call into the cache.
+ */
+#ifndef SHORTD_CORE_CACHE_H
+#define SHORTD_CORE_CACHE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/hash.h"
+
+struct cache;
+
+/* Longest key the cache accepts, in bytes. */
+#define CACHE_KEY_MAX 255
+
+struct cache_config {
+    size_t capacity_bytes; /* total charge allowed over all shards */
+    unsigned shard_bits;   /* 2^shard_bits shards, 0 to 12 */
+};
+
+struct cache_stats {
+    uint64_t hits;      /* lookups that found a live entry */
+    uint64_t misses;    /* lookups that found nothing or an expired entry */
+    uint64_t evictions; /* entries removed to make room */
+    uint64_t expired;   /* entries dropped because their time to live ended */
+    uint64_t entries;   /* entries stored now */
+    uint64_t bytes;     /* charge of the stored entries now */
+};
+
+/* Called with a stored value under the shard lock. */
+typedef void (*cache_visit_fn)(const void *value, size_t value_len, void *arg);
+
+/*
+ * Creates a cache. Returns NULL on allocation failure, a shard_bits out of
+ * range, or a capacity too small to hold one entry per shard.
+ */
+struct cache *cache_create(const struct cache_config *config, const struct hash_key *key);
+
+/* Frees the cache and every entry. No other thread may use it. */
+void cache_destroy(struct cache *cache);
+
+/*
+ * Returns the bytes charged for an entry with these lengths, so that callers
+ * can reason about capacity.
+ */
+size_t cache_entry_charge(size_t key_len, size_t value_len);
+
+/*
+ * Looks up key at time now_ms (any monotonic clock in milliseconds, the same
+ * one for every call). On a hit, marks the entry as recently used, calls
+ * visit with the value under the shard lock and returns 0. Returns -ENOENT on
+ * a miss, including an entry whose time to live has ended (it is dropped).
+ */
+int cache_get(struct cache *cache, const void *key, size_t key_len, uint64_t now_ms,
+              cache_visit_fn visit, void *arg);
+
+/*
+ * Stores a copy of value under key, replacing any entry, and increments the
+ * shard's epoch. ttl_ms 0 means no time limit. Evicts other entries as
+ * needed. Returns 0, -E2BIG when the entry alone exceeds a shard's capacity
+ * (nothing is stored, the old entry is removed), -EINVAL for an overlong
+ * key, or -ENOMEM.
+ */
+int cache_put(struct cache *cache, const void *key, size_t key_len, const void *value,
+              size_t value_len, uint32_t ttl_ms, uint64_t now_ms);
+
+/*
+ * Returns the epoch of the shard that holds key. Take it before reading the
+ * source of truth and pass it to cache_fill.
+ */
+uint64_t cache_epoch(struct cache *cache, const void *key, size_t key_len);
+
+/*
+ * Like cache_put, but stores nothing and returns -ESTALE when the shard's
+ * epoch differs from epoch, and leaves the epoch unchanged.
+ */
+int cache_fill(struct cache *cache, const void *key, size_t key_len, const void *value,
+               size_t value_len, uint32_t ttl_ms, uint64_t now_ms, uint64_t epoch);
+
+/*
+ * Removes key and increments the shard's epoch, whether or not the key was
+ * present. Returns 0 when an entry was removed, -ENOENT otherwise.
+ */
+int cache_remove(struct cache *cache, const void *key, size_t key_len);
+
+/*
+ * Drops every entry whose time to live has ended by now_ms, one shard at a
+ * time. Returns the number dropped. Meant for a periodic timer.
+ */
+size_t cache_expire(struct cache *cache, uint64_t now_ms);
+
+/* Fills stats with counters summed over the shards. */
+void cache_get_stats(struct cache *cache, struct cache_stats *stats);
+
+#endif
