@@ -1,0 +1,80 @@
+/*
+ * Settings of the daemon, from flags, the environment and a config file.
+ *
+ * Every setting has a long flag (--listen) and an environment variable
+ * (SHORTD_LISTEN). Flags win over the environment, which wins over the file
+ * named by --config or SHORTD_CONFIG, which wins over the defaults. The
+ * file has one "name = value" per line, where name is the flag without its
+ * dashes; '#' starts a comment.
+ *
+ * The admin key is read only from SHORTD_ADMIN_KEY or from the file named
+ * by SHORTD_ADMIN_KEY_FILE, never from a flag, so that it does not show in
+ * the process list.
+ */
+#ifndef SHORTD_APP_CONFIG_H
+#define SHORTD_APP_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "app/log.h"
+
+#define CONFIG_SCHEMES_MAX 8
+
+struct config {
+    char listen_host[256];
+    char listen_port[16];
+    char db[4096];
+    char base_url[1024]; /* empty: http:// and the listen address */
+    unsigned threads;
+    unsigned workers;
+    uint64_t cache_size;
+    unsigned max_connections;
+    unsigned code_length;
+    int redirect_status;
+    char schemes_text[256];
+    const char *schemes[CONFIG_SCHEMES_MAX];
+    size_t scheme_count;
+    uint64_t max_url_length;
+    uint64_t max_body_size;
+    uint64_t max_header_size;
+    uint64_t max_request_line;
+    uint32_t header_timeout_ms;
+    uint32_t body_timeout_ms;
+    uint32_t idle_timeout_ms;
+    uint32_t write_timeout_ms;
+    uint32_t shutdown_timeout_ms;
+    uint32_t negative_ttl_ms;
+    enum log_level log_level;
+    char config_file[4096];
+
+    char admin_key[256]; /* empty when no admin key is set */
+};
+
+/* What config_load asks the caller to do. */
+enum config_action {
+    CONFIG_RUN,
+    CONFIG_HELP,
+    CONFIG_VERSION,
+};
+
+/*
+ * Fills config from defaults, the config file, the environment and argv.
+ * Returns 0 and sets *action, or -EINVAL after writing one line per problem
+ * to err (each names the setting, the value and what is allowed).
+ */
+int config_load(struct config *config, int argc, char **argv, enum config_action *action,
+                FILE *err);
+
+/* Writes the --help text: usage and every setting with its default. */
+void config_print_help(FILE *out);
+
+/*
+ * Writes the effective base URL (base_url, or http:// and the listen
+ * address with the bound port) into out.
+ */
+void config_base_url(const struct config *config, uint16_t bound_port, char *out, size_t out_len);
+
+#endif

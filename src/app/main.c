@@ -1,0 +1,270 @@
+/*
+ * shortd: start, serve, stop.
+ *
+ * Start: settings -> store (schema migrations, the code key) -> cache ->
+ * worker pool (a store connection per worker) -> writer (its own store
+ * connection) -> server (listeners bound, then I/O threads started).
+ *
+ * The main thread then waits for SIGTERM or SIGINT and runs periodic
+ * upkeep. Stop runs the start in reverse, so that nothing acknowledged is
+ * lost: the server finishes in-flight requests first (deferred ones still
+ * need the workers and the writer), then the workers drain, then the writer
+ * commits what is queued and closes its store.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "app/app.h"
+#include "app/config.h"
+#include "app/log.h"
+#include "app/version.h"
+#include "app/writer.h"
+#include "net/loop.h"
+#include "store/store.h"
+
+#define CODE_KEY_SETTING    "code_key"
+#define CACHE_SHARD_BITS    6
+#define PENDING_SHARD_BITS  4
+#define WORKER_QUEUE        4096
+#define WRITER_QUEUE        65536
+#define WRITER_BATCH        4096
+#define ID_BLOCK            4096
+#define EXPIRE_INTERVAL_S   5
+
+/* Loads the installation's code key, creating it on first start. */
+static int load_code_key(struct store *store, uint8_t key[CODEGEN_KEY_BYTES])
+{
+    uint8_t fresh[CODEGEN_KEY_BYTES];
+    size_t len = 0;
+    int rc;
+
+    rc = store_get_setting(store, CODE_KEY_SETTING, key, CODEGEN_KEY_BYTES, &len);
+    if (rc == -ENOENT) {
+        randombytes_buf(fresh, sizeof(fresh));
+        rc = store_set_setting_once(store, CODE_KEY_SETTING, fresh, sizeof(fresh));
+        if (rc < 0 && rc != -EEXIST)
+            return rc;
+        /* Read back: another process may have set it first. */
+        rc = store_get_setting(store, CODE_KEY_SETTING, key, CODEGEN_KEY_BYTES, &len);
+    }
+    if (rc < 0)
+        return rc;
+    return len == CODEGEN_KEY_BYTES ? 0 : -EILSEQ;
+}
+
+/* Copies the host of url (scheme://host[:port]/...) into out. */
+static void host_of(const char *url, char *out, size_t out_len)
+{
+    const char *start = strstr(url, "://"), *end;
+    size_t len;
+
+    out[0] = '\0';
+    if (start == NULL)
+        return;
+    start += 3;
+    if (*start == '[') {
+        start++;
+        end = strchr(start, ']');
+    } else {
+        end = start + strcspn(start, ":/?#");
+    }
+    if (end == NULL)
+        return;
+    len = (size_t)(end - start);
+    if (len >= out_len)
+        len = out_len - 1;
+    memcpy(out, start, len);
+    out[len] = '\0';
+}
+
+static int wait_for_stop(struct app *app, const sigset_t *signals)
+{
+    struct timespec tick = {.tv_sec = EXPIRE_INTERVAL_S, .tv_nsec = 0};
+    siginfo_t info;
+    int signo;
+
+    for (;;) {
+        signo = sigtimedwait(signals, &info, &tick);
+        if (signo == SIGTERM || signo == SIGINT)
+            return signo;
+        if (signo < 0 && errno != EAGAIN && errno != EINTR) {
+            log_error("main", "waiting for signals failed: %s", strerror(errno));
+            return SIGTERM;
+        }
+        (void)cache_expire(app->cache, loop_clock_ms());
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static struct config config;
+    struct app app;
+    struct store *setup_store = NULL;
+    struct hash_key hash_key;
+    struct cache_config cache_config;
+    struct workpool_config pool_config;
+    struct writer_config writer_config;
+    struct server_config server_config;
+    uint8_t code_key[CODEGEN_KEY_BYTES];
+    enum config_action action;
+    char error[512];
+    sigset_t signals;
+    int rc, signo, status = 1;
+
+    if (config_load(&config, argc, argv, &action, stderr) < 0)
+        return 2;
+    if (action == CONFIG_HELP) {
+        config_print_help(stdout);
+        return 0;
+    }
+    if (action == CONFIG_VERSION) {
+        printf("shortd %s\n", SHORTD_VERSION);
+        return 0;
+    }
+    log_threshold = config.log_level;
+
+    /* Every thread started from here inherits the blocked set. */
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    (void)pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    (void)signal(SIGPIPE, SIG_IGN);
+
+    if (sodium_init() < 0) {
+        log_error("main", "libsodium cannot be initialised");
+        return 1;
+    }
+
+    memset(&app, 0, sizeof(app));
+    app.config = &config;
+    if (config.admin_key[0] != '\0') {
+        app.has_admin_key = true;
+        (void)crypto_generichash(app.admin_key_hash, sizeof(app.admin_key_hash),
+                                 (const unsigned char *)config.admin_key, strlen(config.admin_key),
+                                 NULL, 0);
+        sodium_memzero(config.admin_key, sizeof(config.admin_key));
+    }
+
+    rc = store_open(config.db, &setup_store, error, sizeof(error));
+    if (rc < 0) {
+        log_error("store", "cannot open %s: %s", config.db, error);
+        return 1;
+    }
+    rc = load_code_key(setup_store, code_key);
+    if (rc < 0) {
+        log_error("store", "cannot load the code key from %s: %s", config.db,
+                  store_last_error(setup_store));
+        goto out;
+    }
+    (void)codegen_init(&app.codegen, code_key, config.code_length);
+    sodium_memzero(code_key, sizeof(code_key));
+
+    if (hash_key_random(&hash_key) < 0) {
+        log_error("main", "cannot create a hash key");
+        goto out;
+    }
+    cache_config.capacity_bytes = config.cache_size;
+    cache_config.shard_bits = CACHE_SHARD_BITS;
+    app.cache = cache_create(&cache_config, &hash_key);
+    app.pending = shardmap_create(PENDING_SHARD_BITS, &hash_key);
+    if (app.cache == NULL || app.pending == NULL) {
+        log_error("main", "cannot allocate the cache of %llu bytes",
+                  (unsigned long long)config.cache_size);
+        goto out;
+    }
+
+    memset(&pool_config, 0, sizeof(pool_config));
+    pool_config.threads = config.workers;
+    pool_config.queue_capacity = WORKER_QUEUE;
+    pool_config.init = app_worker_init;
+    pool_config.fini = app_worker_fini;
+    pool_config.context = &app;
+    rc = workpool_create(&pool_config, &app.workers);
+    if (rc < 0) {
+        log_error("main", "cannot start %u workers: %s", config.workers, strerror(-rc));
+        goto out;
+    }
+
+    memset(&writer_config, 0, sizeof(writer_config));
+    writer_config.store = setup_store;
+    writer_config.codegen = &app.codegen;
+    writer_config.cache = app.cache;
+    writer_config.queue_capacity = WRITER_QUEUE;
+    writer_config.batch_max = WRITER_BATCH;
+    writer_config.id_block = ID_BLOCK;
+    rc = writer_start(&writer_config, &app.writer);
+    if (rc < 0) {
+        log_error("main", "cannot start the writer: %s", strerror(-rc));
+        goto out;
+    }
+    setup_store = NULL; /* the writer owns it now */
+
+    memset(&server_config, 0, sizeof(server_config));
+    server_config.host = config.listen_host;
+    server_config.port = config.listen_port;
+    server_config.threads = config.threads;
+    server_config.max_connections = config.max_connections;
+    server_config.limits.max_request_line = config.max_request_line;
+    server_config.limits.max_head = config.max_header_size;
+    server_config.limits.max_headers = HTTP_MAX_HEADERS;
+    server_config.limits.max_body = config.max_body_size;
+    server_config.header_timeout_ms = config.header_timeout_ms;
+    server_config.body_timeout_ms = config.body_timeout_ms;
+    server_config.idle_timeout_ms = config.idle_timeout_ms;
+    server_config.write_timeout_ms = config.write_timeout_ms;
+    server_config.handler = app_handle_request;
+    server_config.on_error = app_report_server_error;
+    server_config.context = &app;
+    rc = server_create(&server_config, &app.server, error, sizeof(error));
+    if (rc < 0) {
+        log_error("main", "%s", error);
+        goto out;
+    }
+
+    config_base_url(&config, server_port(app.server), app.base_url, sizeof(app.base_url));
+    host_of(app.base_url, app.own_host, sizeof(app.own_host));
+    app.url_policy.schemes = config.schemes;
+    app.url_policy.scheme_count = config.scheme_count;
+    app.url_policy.max_length = config.max_url_length;
+    app.url_policy.own_host = app.own_host[0] != '\0' ? app.own_host : NULL;
+
+    rc = server_start(app.server);
+    if (rc < 0) {
+        log_error("main", "cannot start I/O threads: %s", strerror(-rc));
+        goto out;
+    }
+
+    log_info("main",
+             "shortd %s started: listen=%s:%u base_url=%s store=%s threads=%u workers=%u "
+             "cache_size=%llu",
+             SHORTD_VERSION, config.listen_host, (unsigned)server_port(app.server), app.base_url,
+             config.db, config.threads, config.workers, (unsigned long long)config.cache_size);
+
+    signo = wait_for_stop(&app, &signals);
+    log_info("main", "received %s, stopping", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    status = 0;
+
+out:
+    if (app.server != NULL) {
+        server_shutdown(app.server, config.shutdown_timeout_ms);
+        server_destroy(app.server);
+    }
+    if (app.workers != NULL)
+        workpool_destroy(app.workers);
+    if (app.writer != NULL)
+        writer_stop(app.writer);
+    store_close(setup_store);
+    if (app.pending != NULL)
+        shardmap_destroy(app.pending, NULL);
+    if (app.cache != NULL)
+        cache_destroy(app.cache);
+
+    if (status == 0)
+        log_info("main", "stopped");
+    return status;
+}
