@@ -29,26 +29,33 @@
 
 struct codegen {
     uint8_t key[CODEGEN_KEY_BYTES];
-    unsigned length;       /* digits in every code */
-    uint64_t space;        /* 62^length: ids must be below it */
-    unsigned half_bits;    /* bits in each Feistel half */
+    unsigned length;    /* digits in every code */
+    uint64_t space;     /* 62^length: ids must be below it */
+    unsigned half_bits; /* bits in each Feistel half */
 };
 
 /*
- * Prepares g for codes of `length` digits under key. Returns 0, or -EINVAL
- * when length is outside [CODEGEN_LENGTH_MIN, CODEGEN_LENGTH_MAX].
+ * Prepares g for codes of `length` digits under key. Returns 0, -EINVAL
+ * when length is outside [CODEGEN_LENGTH_MIN, CODEGEN_LENGTH_MAX], or -EIO
+ * when libsodium cannot be initialised.
  */
 int codegen_init(struct codegen *g, const uint8_t key[CODEGEN_KEY_BYTES], unsigned length);
 
 /*
  * Writes the code for id into out (g->length characters and a NUL, so out
  * needs g->length + 1 bytes). Returns 0, or -ERANGE when id >= g->space.
+ * Every string of g->length base62 digits is the code of some id, words
+ * that the server reserves included ("metrics" and "healthz" at length 7),
+ * so the caller must skip an id whose code is reserved.
  */
 int codegen_encode(const struct codegen *g, uint64_t id, char *out);
 
 /*
  * Inverts codegen_encode: stores in *id the id whose code is `code`.
- * Returns 0, or -EINVAL when code is not g->length base62 digits.
+ * Returns 0, or -EINVAL when code is not g->length base62 digits. Every
+ * string of g->length base62 digits decodes to some id below g->space,
+ * whether or not that id was ever issued, so the caller must still look
+ * the id up.
  */
 int codegen_decode(const struct codegen *g, const char *code, size_t len, uint64_t *id);
 

@@ -12,6 +12,11 @@
  * Workload: workpool_submit and workpool_queue_depth may be called from any
  * thread, including from inside a job. workpool_drain and workpool_destroy
  * are called once, by the owner, never from a worker.
+ *
+ * Workers start with every signal blocked except the synchronous fault
+ * signals (SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS), so the kernel
+ * never delivers a process-directed signal such as SIGTERM or SIGINT to a
+ * worker.
  */
 #ifndef SHORTD_CORE_WORKPOOL_H
 #define SHORTD_CORE_WORKPOOL_H
@@ -44,27 +49,36 @@ struct workpool_config {
  * Starts the workers and waits until every init has run. Returns 0 and sets
  * *pool, or a negative errno: -EINVAL for a bad config, -ENOMEM, -EAGAIN when
  * a thread cannot be created, or the first error an init returned. On
- * failure the workers already started are stopped (with fini) and joined.
+ * failure the workers already started are stopped and joined, and each
+ * whose init succeeded runs fini. config is copied and need not outlive
+ * the call.
  */
 int workpool_create(const struct workpool_config *config, struct workpool **pool);
 
 /*
- * Queues fn(thread_state, arg). Returns 0, -EAGAIN when the queue is full
- * (the job is not queued; the caller keeps arg), or -ESHUTDOWN once
- * draining has begun.
+ * Queues fn(thread_state, arg) and returns 0, or fails with
+ *   -EAGAIN when the queue is full: the job is not queued, the caller keeps arg;
+ *   -ESHUTDOWN once draining has begun, even when the queue is also full;
+ *   -EINVAL when fn is NULL.
+ * Never blocks for longer than a short critical section.
  */
 int workpool_submit(struct workpool *pool, workpool_job_fn fn, void *arg);
 
-/* Returns the number of jobs queued and not yet started. */
+/*
+ * Returns the number of jobs queued and not yet started. The value is a
+ * snapshot read with one atomic load and no lock, so it may be stale by
+ * the time the caller looks at it.
+ */
 size_t workpool_queue_depth(struct workpool *pool);
 
 /*
  * Stops accepting jobs, runs every job already queued, then joins the
- * workers (each runs fini). Calling it twice is harmless.
+ * workers (each runs fini). No job runs after it returns. Calling it again
+ * after it returned does nothing.
  */
 void workpool_drain(struct workpool *pool);
 
-/* Drains the pool if needed and frees it. */
+/* Drains the pool if needed and frees it. pool may be NULL. */
 void workpool_destroy(struct workpool *pool);
 
 #endif
