@@ -42,9 +42,11 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 STRESS_SRC := $(wildcard tests/stress/stress_*.c)
 STRESS_BIN := $(STRESS_SRC:tests/stress/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+MICRO_SRC := $(wildcard bench/micro_*.c)
+MICRO_BIN := $(MICRO_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all run test deps deps-test unit stress unit-asan stress-tsan \
-        integration fuzz fuzz-build format clean
+        integration fuzz fuzz-build micro format clean
 
 all: $(BUILD)/shortd
 
@@ -69,6 +71,15 @@ $(BUILD)/tests/stress_%: tests/stress/stress_%.c $(BUILD)/libshortd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(BUILD)/libshortd.a \
 	    $(LDLIBS)
+
+$(BUILD)/bench/micro_%: bench/micro_%.c $(BUILD)/libshortd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP $(LDFLAGS) -o $@ $< $(BUILD)/libshortd.a \
+	    $(LDLIBS) -lhttp_parser
+
+# Micro-benchmarks of the components; each prints its own results.
+micro: $(MICRO_BIN)
+	@for b in $(MICRO_BIN); do echo "== $$b"; $$b || exit 1; done
 
 deps:
 	@scripts/install-deps build

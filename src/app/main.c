@@ -161,8 +161,12 @@ int main(int argc, char **argv)
                   store_last_error(setup_store));
         goto out;
     }
-    (void)codegen_init(&app.codegen, code_key, config.code_length);
+    rc = codegen_init(&app.codegen, code_key, config.code_length);
     sodium_memzero(code_key, sizeof(code_key));
+    if (rc < 0) {
+        log_error("main", "cannot set up the code generator: %s", strerror(-rc));
+        goto out;
+    }
 
     if (hash_key_random(&hash_key) < 0) {
         log_error("main", "cannot create a hash key");
