@@ -5,7 +5,7 @@
  *
  * Build and run from the repository root:
  *   gcc -std=c11 -D_GNU_SOURCE -O2 -Isrc src/store/store.c src/store/sqlite.c \
- *       bench/micro_store.c -o /tmp/micro_store \
+ *       src/store/sqlite_setup.c bench/micro_store.c -o /tmp/micro_store \
  *       $(pkg-config --cflags --libs sqlite3 libsodium) && /tmp/micro_store [FOLDER]
  *
  * The database goes into a new folder made by mkdtemp under FOLDER (default

@@ -69,10 +69,4 @@ void store__format_error(char *error, size_t error_len, const char *format, ...)
  */
 int store__sqlite_open(const char *path, struct store **store, char *error, size_t error_len);
 
-/*
- * Returns the schema version that store__sqlite_open migrates a database to:
- * the number of migrations the SQLite backend contains.
- */
-int store__sqlite_schema_version(void);
-
 #endif

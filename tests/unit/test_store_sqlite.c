@@ -40,6 +40,7 @@
 #include <cmocka.h>
 
 #include "store/backend.h"
+#include "store/sqlite_setup.h"
 #include "store/store.h"
 
 #define assert_contains(text, part)                                                                \
