@@ -48,7 +48,8 @@
 
 /*
  * glibc malloc on 64-bit targets: a chunk is the request plus an 8-byte size
- * field, rounded up to 16 bytes, and at least 32 bytes.
+ * field, rounded up to 16 bytes, and at least 32 bytes. Checked against
+ * malloc_usable_size for requests of 1 to 4999 bytes on glibc 2.36 (x86-64).
  */
 #define MALLOC_CHUNK_HEADER 8u
 #define MALLOC_CHUNK_ALIGN  16u

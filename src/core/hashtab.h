@@ -22,10 +22,11 @@
  * would take bits from the tag. With tags, the longer unsuccessful probes of
  * linear probing cost integer compares within one or two cache lines.
  *
- * The table doubles before an insert would raise the load above 3/4, which
- * keeps the expected successful probe near 2.5 slots and an unsuccessful
- * probe near 8.5 slots, and costs 10.7 to 21.3 bytes of slots per entry.
- * It never shrinks.
+ * The table doubles before an insert would raise the load above 3/4. At that
+ * load the expected probe lengths of linear probing, (1 + 1/(1-a))/2 for a
+ * hit and (1 + 1/(1-a)^2)/2 for a miss, are 2.5 and 8.5 slots. Slots cost
+ * 10.7 to 21.3 bytes per entry. The table never shrinks, so a shard keeps
+ * its peak size after mass removals.
  *
  * Invariants: count < slot count; every entry is reachable from its home
  * slot without crossing an empty slot; entry->hash holds the low 32 bits of
@@ -75,9 +76,11 @@ void hashtab__fini(struct hashtab *table);
 
 /*
  * Returns whether entry can be stored in a slot: its address must fit in
- * 48 bits. Linux gives user space addresses above 47 bits only to mmap
- * calls that ask for them, so this holds for malloc on x86-64 and arm64; the
- * owner checks it anyway and treats a failure like a failed allocation.
+ * 48 bits and be even. With 5-level paging, Linux on x86-64 maps user space
+ * above 47 bits only for an mmap whose hint address asks for it (kernel
+ * documentation, arch/x86/x86_64/5level-paging.rst), so malloc results fit.
+ * Owners check every entry anyway and treat a failure like a failed
+ * allocation, which covers other targets.
  */
 static inline bool hashtab__addressable(const void *entry)
 {
