@@ -4,8 +4,9 @@
  * shortd keeps short code -> redirect record here. The cache is sharded by a
  * keyed hash; each shard has its own mutex, an open addressing index and a
  * CLOCK ring for eviction. Memory is bounded in bytes: every entry is charged
- * its key, its value and its bookkeeping, and an insert evicts entries whose
- * reference bit is clear until the shard fits its share of the capacity.
+ * its key, its value and its bookkeeping (cache_entry_charge). An insert
+ * evicts entries whose reference bit is clear, and entries whose time to
+ * live has ended, until the shard fits its share of the capacity.
  *
  * Entries may carry a time to live. Shortd uses it for negative entries
  * ("this code does not exist"), so that a flood of requests for unknown codes
@@ -15,7 +16,9 @@
  * cache can race with a writer that changed the same key in between. Each
  * shard therefore has an epoch that every authoritative change (cache_put,
  * cache_remove) increments. A reader takes cache_epoch() before its store
- * read and fills with cache_fill(), which does nothing when the epoch moved.
+ * read and fills with cache_fill(), which does nothing when the epoch moved. The epoch covers
+ * the whole shard, so a change to another key of the same shard also makes
+ * a fill stale; the reader then simply skips caching that result.
  *
  * Workload: any thread may call any function concurrently, except
  * cache_destroy. Callbacks run under the shard lock: they must be short and
@@ -52,8 +55,9 @@ struct cache_stats {
 typedef void (*cache_visit_fn)(const void *value, size_t value_len, void *arg);
 
 /*
- * Creates a cache. Returns NULL on allocation failure, a shard_bits out of
- * range, or a capacity too small to hold one entry per shard.
+ * Creates a cache; each shard may hold capacity_bytes >> shard_bits bytes of
+ * charge. Returns NULL on allocation failure, a shard_bits out of range, or
+ * a share below cache_entry_charge(0, 0), the charge of the smallest entry.
  */
 struct cache *cache_create(const struct cache_config *config, const struct hash_key *key);
 
@@ -62,25 +66,40 @@ void cache_destroy(struct cache *cache);
 
 /*
  * Returns the bytes charged for an entry with these lengths, so that callers
- * can reason about capacity.
+ * can reason about capacity. The charge is an estimate of the memory the
+ * entry costs with glibc malloc on a 64-bit target:
+ *
+ *   chunk  = 10 (entry header) + key_len + value_len + 8 (expiry time)
+ *            + 8 (malloc chunk header), rounded up to a multiple of 16,
+ *            and at least 32
+ *   charge = chunk + 16 (two 8-byte index slots)
+ *
+ * It is an upper bound for the allocation, because entries without a time
+ * to live leave out the expiry time. The index really costs 10.7 to 21.3
+ * bytes per entry, as the table is 3/8 to 3/4 full between doublings. The
+ * result saturates at SIZE_MAX instead of wrapping.
  */
 size_t cache_entry_charge(size_t key_len, size_t value_len);
 
 /*
  * Looks up key at time now_ms (any monotonic clock in milliseconds, the same
  * one for every call). On a hit, marks the entry as recently used, calls
- * visit with the value under the shard lock and returns 0. Returns -ENOENT on
- * a miss, including an entry whose time to live has ended (it is dropped).
+ * visit (when not NULL) with the value under the shard lock and returns 0.
+ * The value pointer is not aligned and is valid only during the call.
+ * Returns -ENOENT on a miss, including an entry whose time to live has ended
+ * (it is dropped) and a key longer than CACHE_KEY_MAX. Does not allocate.
  */
 int cache_get(struct cache *cache, const void *key, size_t key_len, uint64_t now_ms,
               cache_visit_fn visit, void *arg);
 
 /*
  * Stores a copy of value under key, replacing any entry, and increments the
- * shard's epoch. ttl_ms 0 means no time limit. Evicts other entries as
- * needed. Returns 0, -E2BIG when the entry alone exceeds a shard's capacity
- * (nothing is stored, the old entry is removed), -EINVAL for an overlong
- * key, or -ENOMEM.
+ * shard's epoch. The entry expires ttl_ms after now_ms; ttl_ms 0 means no
+ * time limit. Evicts other entries as needed. Returns 0, -EINVAL for an
+ * overlong key (nothing changes), -E2BIG when the entry alone exceeds a
+ * shard's capacity or value_len exceeds UINT32_MAX, or -ENOMEM. After -E2BIG
+ * or -ENOMEM nothing is stored, the old entry is removed and the epoch has
+ * moved, so the cache never returns the value the put meant to replace.
  */
 int cache_put(struct cache *cache, const void *key, size_t key_len, const void *value,
               size_t value_len, uint32_t ttl_ms, uint64_t now_ms);
@@ -93,7 +112,8 @@ uint64_t cache_epoch(struct cache *cache, const void *key, size_t key_len);
 
 /*
  * Like cache_put, but stores nothing and returns -ESTALE when the shard's
- * epoch differs from epoch, and leaves the epoch unchanged.
+ * epoch differs from epoch, and leaves the epoch unchanged. -EINVAL is
+ * checked first, then -ESTALE, then the failures of cache_put.
  */
 int cache_fill(struct cache *cache, const void *key, size_t key_len, const void *value,
                size_t value_len, uint32_t ttl_ms, uint64_t now_ms, uint64_t epoch);

@@ -66,18 +66,20 @@ int shardmap_insert(struct shardmap *map, const void *key, size_t key_len, void 
 
 /*
  * Runs update on the key's current value under the shard lock and stores
- * what it returns: a new value replaces or inserts, NULL removes. This is
- * the one way to read and change a key atomically. Returns 1 when the key
- * was absent before the call, 0 when it was present, -EINVAL for an overlong
- * key. Room for an insert is made before update runs, so -ENOMEM means the
- * shard could not grow and update was not called.
+ * what it returns: a new value replaces or inserts, NULL removes (or, for an
+ * absent key, stores nothing). This is the one way to read and change a key
+ * atomically. Returns 1 when the key was absent before the call, 0 when it
+ * was present, -EINVAL for an overlong key. Room for an insert is made
+ * before update runs, so -ENOMEM means the shard could not grow and update
+ * was not called.
  */
-int shardmap_update(struct shardmap *map, const void *key, size_t key_len, shardmap_update_fn update,
-                    void *arg);
+int shardmap_update(struct shardmap *map, const void *key, size_t key_len,
+                    shardmap_update_fn update, void *arg);
 
 /*
  * Removes key. Returns 0 and stores the removed value in *value_out (when not
- * NULL), or -ENOENT when the key is absent.
+ * NULL), or -ENOENT when the key is absent, which includes every key longer
+ * than SHARDMAP_KEY_MAX.
  */
 int shardmap_remove(struct shardmap *map, const void *key, size_t key_len, void **value_out);
 
@@ -90,7 +92,10 @@ void shardmap_foreach(struct shardmap *map,
                       void (*visit)(const void *key, size_t key_len, void *value, void *arg),
                       void *arg);
 
-/* Returns the number of keys, summed shard by shard without a global lock. */
+/*
+ * Returns the number of keys, summed shard by shard under each shard's lock
+ * in turn, so concurrent changes may or may not be counted.
+ */
 size_t shardmap_count(struct shardmap *map);
 
 #endif
