@@ -834,11 +834,18 @@ static bool is_own_host(const struct url_parts *parts, const char *own_host)
 
 /*
  * Step 4: copies the input with the converted host, percent-encoding in the
- * path, query and fragment every byte outside the URI character set, '['
- * and ']', and each '#' after the first. Stores a malloc'd string in *out.
+ * path, query and fragment every byte outside the URI character set. With
+ * strict set it also encodes '[' and ']' and each '#' after the first, which
+ * RFC 3986 does not allow there either. Stores a malloc'd string in *out.
+ *
+ * The stored URL is built without strict: '[', ']' and a second '#' are in
+ * the URI character set, so they are safe in a Location header, and browsers
+ * keep them as they are (https://matrix.to/#/#room:example.org is a real
+ * link whose target reads the raw '#'). The strict form is what uriparser
+ * checks, so the syntax check stays RFC 3986.
  */
-static int build_output(const char *s, size_t len, const struct url_parts *parts, char **out,
-                        size_t *out_len)
+static int build_output(const char *s, size_t len, const struct url_parts *parts, bool strict,
+                        char **out, size_t *out_len)
 {
     const char *host = parts->host_converted ? parts->host_ascii : s + parts->host_start;
     size_t host_len =
@@ -864,10 +871,10 @@ static int build_output(const char *s, size_t len, const struct url_parts *parts
 
     for (size_t i = parts->authority_end; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        bool keep = uri_char[c] && c != '[' && c != ']';
+        bool keep = uri_char[c] && (!strict || (c != '[' && c != ']'));
 
         if (c == '#') {
-            keep = !in_fragment;
+            keep = !strict || !in_fragment;
             in_fragment = true;
         }
         if (keep) {
@@ -926,8 +933,8 @@ int url_normalize(const char *input, size_t len, const struct url_policy *policy
 {
     struct url_parts parts = {0};
     char quoted[QUOTE_SIZE];
-    char *output = NULL;
-    size_t output_len = 0;
+    char *output = NULL, *strict = NULL;
+    size_t output_len = 0, strict_len = 0;
     size_t host_len;
     int rc;
 
@@ -961,7 +968,7 @@ int url_normalize(const char *input, size_t len, const struct url_policy *policy
                       "to itself",
                       quote(quoted, sizeof(quoted), parts.host_ascii, parts.host_ascii_len));
 
-    rc = build_output(input, len, &parts, &output, &output_len);
+    rc = build_output(input, len, &parts, false, &output, &output_len);
     if (rc != 0)
         return rc;
 
@@ -974,7 +981,13 @@ int url_normalize(const char *input, size_t len, const struct url_policy *policy
     }
 
     host_len = parts.host_converted ? parts.host_ascii_len : parts.host_end - parts.host_start;
-    rc = verify_output(output, output_len, &parts, parts.host_start, host_len, err);
+    rc = build_output(input, len, &parts, true, &strict, &strict_len);
+    if (rc != 0) {
+        free(output);
+        return rc;
+    }
+    rc = verify_output(strict, strict_len, &parts, parts.host_start, host_len, err);
+    free(strict);
     if (rc != 0) {
         free(output);
         return rc;

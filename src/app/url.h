@@ -18,12 +18,15 @@
  *   - Control characters (C0, DEL and C1), whitespace (ASCII and Unicode),
  *     invalid UTF-8, user information (user:password@), malformed
  *     percent-encoding and overlong URLs are rejected.
- *   - Bytes that a URI cannot contain but that browsers send anyway
+ *   - Bytes outside the URI character set that browsers send anyway
  *     (non-ASCII UTF-8 in the path, query and fragment, and the ASCII
- *     characters " < > \ ^ ` { | }, '[' and ']' outside the host, and a
- *     second '#') are percent-encoded, as browsers do.
- *     A URL that is already a valid URI comes back byte for byte unchanged,
- *     apart from an internationalised host.
+ *     characters " < > \ ^ ` { | }) are percent-encoded, as browsers do.
+ *     '[' and ']' outside the host and a second '#' are kept as sent: RFC
+ *     3986 does not allow them there, but they are safe in a header and
+ *     browsers keep them. The syntax check runs on a copy in which they are
+ *     percent-encoded.
+ *     Every byte of the input that is in the URI character set comes back
+ *     unchanged, apart from an internationalised host.
  *   - A URL whose host is the service's own host is rejected, because the
  *     link would redirect to itself. The comparison uses the percent-decoded
  *     ASCII form of the host, so encoding cannot hide the own host.
