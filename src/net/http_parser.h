@@ -62,7 +62,9 @@ struct http_request {
     size_t method_len;
 
     /* The request target as sent, and its path and query parts. For the
-     * absolute form (http://host/path?q) path and query come from the URL. */
+     * absolute form (http://host/path?q) path and query come from the URL,
+     * and path is a static "/" when the URL has no path. For CONNECT, whose
+     * target is host:port, path is the whole target and query is NULL. */
     const char *target;
     size_t target_len;
     const char *path; /* starts with '/', or is "*" for OPTIONS * */
@@ -94,14 +96,16 @@ struct http_error {
  *
  * *scan is the parser's cursor: set it to 0 before the first call for a
  * request and pass the same variable on each later call with the same
- * buffer start and more bytes. Returns 1 when the head is complete (req is
- * filled and req->head_len says where the body starts), 0 when more bytes
- * are needed, or -1 when the request is invalid (err is filled; the caller
- * should answer err->status and close the connection).
+ * buffer start and more bytes. Its value is private to the parser. Returns
+ * 1 when the head is complete (req is filled and the body starts at
+ * req->head_len), 0 when more bytes are needed, or -1 when the request is
+ * invalid (err is filled; the caller should answer err->status and close the
+ * connection). req may be partly written on -1, so use it only after 1.
+ * Whether and why a request is rejected depends only on its bytes, never on
+ * how they were split across calls.
  */
-int http_parse_request(const char *buf, size_t len, size_t *scan,
-                       const struct http_limits *limits, struct http_request *req,
-                       struct http_error *err);
+int http_parse_request(const char *buf, size_t len, size_t *scan, const struct http_limits *limits,
+                       struct http_request *req, struct http_error *err);
 
 /*
  * Returns the first header named name (case-insensitive) or NULL.
@@ -115,10 +119,11 @@ const struct http_header *http_find_header(const struct http_request *req, const
  */
 struct http_chunked {
     int state;
-    uint64_t chunk_left;  /* data bytes left in the current chunk */
-    size_t in_pos;        /* raw bytes consumed from the body start */
-    size_t out_len;       /* decoded bytes stored at the body start */
-    size_t line_len;      /* bytes of the current size or trailer line */
+    uint64_t chunk_left; /* data bytes left in the current chunk */
+    size_t in_pos;       /* raw bytes consumed from the body start */
+    size_t out_len;      /* decoded bytes stored at the body start */
+    size_t line_len;     /* bytes of the current size line */
+    size_t trailer_len;  /* bytes of the trailer section so far */
 };
 
 void http_chunked_init(struct http_chunked *chunked);
