@@ -207,6 +207,7 @@ void http_conn_begin(struct http_conn *conn, int status)
     update_date(conn->thread);
     out_append(conn, conn->thread->date_line, conn->thread->date_len);
     conn->responding = true;
+    conn->status = status;
 }
 
 void http_conn_header(struct http_conn *conn, const char *name, const char *value,
@@ -246,8 +247,11 @@ void http_conn_end(struct http_conn *conn, const char *content_type, const void 
         out_append(conn, "\r\n", 2);
     }
 
-    len = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", body_len);
-    out_append(conn, line, (size_t)len);
+    /* RFC 9110 forbids Content-Length in 204 and 304 answers. */
+    if (conn->status != 204 && conn->status != 304) {
+        len = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", body_len);
+        out_append(conn, line, (size_t)len);
+    }
 
     if (!conn->keep_alive)
         out_append(conn, "Connection: close\r\n", 19);

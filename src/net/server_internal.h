@@ -71,6 +71,7 @@ struct http_conn {
     bool in_stalled;      /* in holds requests not processed for lack of room
                              or because an answer is deferred */
     enum http_method method; /* of the request being answered */
+    int status;              /* of the response being written */
 
     /* Input the connection owns: the start of a request not yet complete. */
     struct buf in;
