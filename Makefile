@@ -46,7 +46,7 @@ MICRO_SRC := $(wildcard bench/micro_*.c)
 MICRO_BIN := $(MICRO_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all run test deps deps-test unit stress unit-asan stress-tsan \
-        integration fuzz fuzz-build micro format clean
+        integration fuzz fuzz-build fuzz-replay micro format clean
 
 all: $(BUILD)/shortd
 
@@ -111,7 +111,7 @@ test: deps-test
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory stress-tsan
-	@$(MAKE) --no-print-directory fuzz-build
+	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
 
 fuzz-build:
@@ -124,6 +124,10 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(BUILD)/libshortd.a
 
 fuzz: fuzz-build
 	@scripts/run-fuzz $(FUZZ_SECONDS) build/fuzz
+
+# Replays every seed corpus once: old findings stay fixed.
+fuzz-replay: fuzz-build
+	@scripts/run-fuzz 0 build/fuzz
 
 format:
 	clang-format -i $(wildcard src/*/*.c src/*/*.h tests/*/*.c)
