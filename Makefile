@@ -46,7 +46,8 @@ MICRO_SRC := $(wildcard bench/micro_*.c)
 MICRO_BIN := $(MICRO_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all run test deps deps-test unit stress unit-asan stress-tsan \
-        integration fuzz fuzz-build fuzz-replay micro format clean
+        integration integration-asan integration-tsan fuzz fuzz-build fuzz-replay \
+        micro format clean
 
 all: $(BUILD)/shortd
 
@@ -107,12 +108,23 @@ stress-tsan:
 integration: $(BUILD)/shortd
 	SHORTD_BIN=$(CURDIR)/$(BUILD)/shortd $(PYTEST) -q tests/integration
 
+# The integration suite against sanitizer builds of the daemon. A sanitizer
+# report ends the process with a failure status, which fails the tests.
+integration-asan:
+	@$(MAKE) --no-print-directory BUILD=build/asan SANITIZE=address,undefined integration
+
+integration-tsan:
+	@TSAN_OPTIONS=halt_on_error=1 $(MAKE) --no-print-directory BUILD=build/tsan \
+	    SANITIZE=thread OPT=-O1 integration
+
 test: deps-test
 	@$(MAKE) --no-print-directory all unit
 	@$(MAKE) --no-print-directory unit-asan
 	@$(MAKE) --no-print-directory stress-tsan
 	@$(MAKE) --no-print-directory fuzz-replay
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory integration-asan
+	@$(MAKE) --no-print-directory integration-tsan
 
 fuzz-build:
 	@$(MAKE) --no-print-directory BUILD=build/fuzz CC=clang \

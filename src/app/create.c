@@ -144,13 +144,15 @@ static void submit(struct app *app, struct http_conn *conn, struct write_job *jo
 static bool is_json(const struct http_request *req)
 {
     const struct http_header *type = http_find_header(req, "Content-Type", 12);
+    const char *semicolon;
     size_t len;
 
     if (type == NULL)
         return false;
-    len = strcspn(type->value, ";");
-    if (len > type->value_len)
-        len = type->value_len;
+
+    /* Header values are not NUL-terminated. */
+    semicolon = memchr(type->value, ';', type->value_len);
+    len = semicolon != NULL ? (size_t)(semicolon - type->value) : type->value_len;
     while (len > 0 && (type->value[len - 1] == ' ' || type->value[len - 1] == '\t'))
         len--;
     return len == 16 && strncasecmp(type->value, "application/json", 16) == 0;

@@ -1,9 +1,9 @@
 /*
  * Reads: the redirect from the cache, and store reads on the worker pool.
  *
- * Redirect hit: the cache callback copies the record into a per-thread
- * buffer under the shard lock, and the answer is written after the lock is
- * released. Nothing is allocated.
+ * Redirect hit: the cache callback copies the record to the stack under the
+ * shard lock, and the answer is written after the lock is released. Nothing
+ * is allocated unless the URL is longer than about 4 KB.
  *
  * Redirect miss: a struct lookup is allocated and entered in app->pending
  * under the code. The first request for a code leads: it takes the cache
@@ -57,30 +57,32 @@ struct lookup {
     size_t body_len;
 };
 
-/* Per-thread copy of a cache record, grown as needed, never freed. */
-static __thread char *copy_buffer;
-static __thread size_t copy_capacity;
-
+/*
+ * A copy of a cache record taken under the shard lock. Records up to the
+ * size of the inline buffer (URLs of about 4 KB) are copied to the stack;
+ * only longer ones cost an allocation.
+ */
 struct copy {
+    char inline_data[4096];
+    char *data;
     size_t len;
-    bool ok;
 };
 
 static void copy_record(const void *value, size_t len, void *arg)
 {
     struct copy *copy = arg;
-    char *grown;
 
-    if (len > copy_capacity) {
-        grown = realloc(copy_buffer, len);
-        if (grown == NULL)
-            return;
-        copy_buffer = grown;
-        copy_capacity = len;
-    }
-    memcpy(copy_buffer, value, len);
+    copy->data = len <= sizeof(copy->inline_data) ? copy->inline_data : malloc(len);
+    if (copy->data == NULL)
+        return;
+    memcpy(copy->data, value, len);
     copy->len = len;
-    copy->ok = true;
+}
+
+static void copy_release(struct copy *copy)
+{
+    if (copy->data != copy->inline_data)
+        free(copy->data);
 }
 
 static void answer_record(struct http_conn *conn, const struct link_record *record,
@@ -320,16 +322,21 @@ static void *join_or_lead(void *value, void *arg)
 void app_redirect(struct app *app, struct http_conn *conn, const char *code, size_t code_len)
 {
     struct link_record record;
-    struct copy copy = {0, false};
+    struct copy copy;
     struct lookup *lookup;
     void *removed = NULL;
     int rc;
 
+    copy.data = NULL;
     if (cache_get(app->cache, code, code_len, loop_now(http_conn_loop(conn)), copy_record, &copy) ==
             0 &&
-        copy.ok && link_record_decode(copy_buffer, copy.len, &record) == 0) {
-        answer_record(conn, &record, code, code_len);
-        return;
+        copy.data != NULL) {
+        if (link_record_decode(copy.data, copy.len, &record) == 0) {
+            answer_record(conn, &record, code, code_len);
+            copy_release(&copy);
+            return;
+        }
+        copy_release(&copy);
     }
 
     lookup = new_lookup(app, conn, LOOKUP_REDIRECT, code, code_len);
