@@ -2,10 +2,10 @@
  * One client connection: reading, request framing, dispatch and responses.
  *
  * conn_run() is the driver. It runs after every event on the socket, after
- * a deferred answer was written, and after output drained. Each pass:
+ * a deferred response was written, and after output drained. Each pass:
  *
  *   1. processes input the connection already owns (the rest of a pipeline
- *      left behind by a deferred answer or by back-pressure);
+ *      left behind by a deferred response or by back-pressure);
  *   2. reads while the kernel has input, into the connection's own buffer
  *      when it holds a partial request, else into the thread's scratch
  *      buffer, and processes every complete request in what it read;
@@ -14,7 +14,7 @@
  *      connection owns, files the connection under the timeout that now
  *      applies, and closes it when it is done.
  *
- * Processing stops early while an answer is deferred (the order of
+ * Processing stops early while a response is deferred (the order of
  * responses must follow the order of requests) and while more than
  * OUTPUT_HIGH_WATER bytes wait for a client that does not read.
  *
@@ -69,8 +69,8 @@ void buf__free(struct buf *buf)
     buf->cap = 0;
 }
 
-/* Appends bytes to the current output; on allocation failure drops them and
- * closes the connection after this pass. */
+/* Appends bytes to the current output. On allocation failure it drops them
+ * and closes the connection after this pass. */
 static void out_append(struct http_conn *conn, const void *data, size_t len)
 {
     struct buf *out = conn->out_target;
@@ -247,7 +247,7 @@ void http_conn_end(struct http_conn *conn, const char *content_type, const void 
         out_append(conn, "\r\n", 2);
     }
 
-    /* RFC 9110 forbids Content-Length in 204 and 304 answers. */
+    /* RFC 9110 forbids Content-Length in 204 and 304 responses. */
     if (conn->status != 204 && conn->status != 304) {
         len = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", body_len);
         out_append(conn, line, (size_t)len);
@@ -324,7 +324,7 @@ static void on_resume(struct loop *loop, struct loop_task *task)
     app_task->callback(loop, app_task);
 
     if (conn->closed) {
-        /* The client left while it waited: discard the answer, free it. */
+        /* The client left while it waited, so discard the response and free it. */
         thread->scratch_out.len = 0;
         conn__close(conn);
         return;
@@ -383,7 +383,7 @@ void conn__timed_out(struct http_conn *conn)
     switch (conn->timer) {
     case CONN_TIMER_HEADER:
     case CONN_TIMER_BODY:
-        /* A client that sent part of a request gets told why it is cut off. */
+        /* A client that sent part of a request learns why it is cut off. */
         if (conn->in.len > 0 && conn->out.len == 0 && conn->state == CONN_READING) {
             conn->out_target = &thread->scratch_out;
             conn->keep_alive = false;
@@ -406,7 +406,7 @@ void conn__start_draining(struct http_conn *conn)
     conn->draining = true;
     conn->keep_alive = false;
 
-    /* Idle: no partial request, no output, no answer pending. */
+    /* Idle: no partial request, no output, no deferred response. */
     if (conn->state == CONN_READING && conn->in.len == 0 && conn->out.len == 0 &&
         conn->head_len == 0)
         conn__close(conn);
@@ -540,7 +540,7 @@ static size_t process(struct http_conn *conn, char *data, size_t len, bool *stal
         conn->sent_continue = false;
 
         if (!conn->keep_alive) {
-            /* Nothing after a closing request is answered. */
+            /* No request after a closing one gets a response. */
             return len;
         }
     }
@@ -625,7 +625,7 @@ static ssize_t read_once(struct http_conn *conn, char **data, size_t *len)
         return 0;
     }
 
-    /* A short read drained the socket; the next edge reports new input. */
+    /* A short read drained the socket, so the next edge reports new input. */
     if ((size_t)n < room)
         conn->readable = false;
 
@@ -636,7 +636,7 @@ static ssize_t read_once(struct http_conn *conn, char **data, size_t *len)
     return n;
 }
 
-/* Discards input of a lingering connection; closes it at end of input. */
+/* Discards input of a lingering connection and closes it at end of input. */
 static void linger_read(struct http_conn *conn)
 {
     struct buf *scratch = &conn->thread->scratch_in;
@@ -813,7 +813,7 @@ static void conn_run(struct http_conn *conn)
         if (flush(conn) < 0)
             return;
 
-        /* The socket took all output and requests wait: answer them now. */
+        /* The socket took all output and requests wait, so process them now. */
         if (conn->in_stalled && conn->out.len == 0 && conn->state == CONN_READING)
             continue;
         break;
@@ -835,7 +835,7 @@ static void on_event(struct loop *loop, struct loop_watch *watch, uint32_t event
         conn->readable = true;
 
     if (conn->state == CONN_DEFERRED) {
-        /* Keep the readiness for when the answer is written. */
+        /* Keep the readiness for when the response is written. */
         if (events & EPOLLHUP)
             conn__close(conn);
         return;

@@ -6,7 +6,7 @@
  * loop_wake runs on the loop's own thread, so the structures a loop owns
  * need no locks.
  *
- * Edge-triggered readiness: a watch is told once when its fd becomes
+ * Edge-triggered readiness: a watch is notified once when its fd becomes
  * readable or writable, and must read or write until the kernel has no more
  * (EAGAIN, or a read shorter than the buffer) before it is told again.
  *

@@ -14,7 +14,7 @@
  * listener, closes its idle connections, marks the rest to close after their
  * current response, and stops once its last connection is gone. A grace
  * timer closes whatever is still open when it ends, except connections
- * waiting for a deferred answer, which close as soon as it is written.
+ * waiting for a deferred response, which close as soon as it is written.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -232,7 +232,7 @@ static void grace_ended(struct loop *loop, struct loop_timer *timer)
     struct server_thread *thread =
         container_of(timer, struct server_thread, grace);
 
-    /* Deferred connections are in no list; they close after their answer. */
+    /* Deferred connections are in no list and close after their response. */
     for_each_conn(thread, conn__close);
     if (thread->connections == 0)
         loop_stop(loop);

@@ -5,14 +5,14 @@
  * its own SO_REUSEPORT listener, so the kernel spreads connections over the
  * threads and a connection stays on the thread that accepted it. Requests
  * are parsed by http_parser.c and handed to one handler function; the
- * handler answers on the spot with the http_conn_* response functions, or
- * defers the answer and finishes it later from the connection's loop (see
+ * handler responds on the spot with the http_conn_* response functions, or
+ * defers the response and finishes it later from the connection's loop (see
  * http_conn_defer).
  *
- * Connections persist (keep-alive) and may pipeline: the server answers
+ * Connections persist (keep-alive) and may pipeline: the server responds to
  * requests in order, handles every complete request found in a read, and
  * writes all their responses with one send. It stops reading from a
- * connection while an answer is deferred or while more than a high-water
+ * connection while a response is deferred or while more than a high-water
  * mark of output waits for the client, so a client that does not read its
  * responses cannot make the server buffer without limit.
  *
@@ -95,7 +95,7 @@ unsigned server_connection_count(const struct server *server);
  * Stops gracefully: closes the listeners, closes idle connections, lets
  * requests in progress finish and closes each connection after its current
  * response. After grace_ms, closes the rest, except connections waiting for
- * a deferred answer, which close as soon as it is written. Returns when every
+ * a deferred response, which close as soon as it is written. Returns when every
  * I/O thread has exited. Called once, from a thread that is not an I/O
  * thread.
  */
@@ -143,7 +143,7 @@ const struct sockaddr *http_conn_peer(const struct http_conn *conn);
 struct loop *http_conn_loop(const struct http_conn *conn);
 
 /*
- * Deferred answers. The handler calls http_conn_defer and returns; the
+ * Deferred responses. The handler calls http_conn_defer and returns; the
  * server then reads no further requests from the connection. Later, any
  * thread calls http_conn_post with a task; its callback runs on the
  * connection's loop, must write the complete response, and then returns.
@@ -160,7 +160,7 @@ void http_conn_post(struct http_conn *conn, struct loop_task *task);
  */
 bool http_conn_is_open(const struct http_conn *conn);
 
-/* Returns the method of the request being answered (for HEAD handling). */
+/* Returns the method of the current request (for HEAD handling). */
 enum http_method http_conn_method(const struct http_conn *conn);
 
 /* Returns the text of a status code's reason phrase ("Not Found"). */

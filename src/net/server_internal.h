@@ -20,7 +20,7 @@ struct buf {
     size_t cap;
 };
 
-/* The timeout lists; a connection is in at most one. */
+/* The timeout lists. A connection is in at most one. */
 enum conn_timer {
     CONN_TIMER_NONE = -1,
     CONN_TIMER_HEADER = 0,
@@ -39,7 +39,7 @@ enum conn_timer {
  *   any      --conn__close-->           freed (DEFERRED: only once its task ran)
  *
  * While READING the connection may be waiting for a head, for a body or for
- * the client to read output; the timeout list it is in tells which.
+ * the client to read output. The timeout list it is in shows which.
  */
 enum conn_state {
     CONN_READING,
@@ -54,23 +54,23 @@ struct http_conn {
     struct server_thread *thread;
     enum conn_state state;
 
-    /* Timeout list links; deadline is loop time in ms. */
+    /* Timeout list links. deadline is loop time in ms. */
     struct http_conn *timer_prev, *timer_next;
     enum conn_timer timer;
     uint64_t deadline;
 
     bool readable;        /* the kernel reported input we have not read yet */
     bool peer_closed;     /* the client shut down its side or reset */
-    bool closed;          /* fd closed; freed once no deferred task is pending */
+    bool closed;          /* fd closed, freed once no deferred task is pending */
     bool keep_alive;      /* persist after the current response */
     bool responding;      /* between http_conn_begin and http_conn_end */
     bool sent_continue;   /* 100 Continue written for the current request */
     bool draining;        /* the server is shutting down */
     bool http10;          /* the current request is HTTP/1.0 */
-    bool served;          /* at least one request was answered */
+    bool served;          /* at least one request got a response */
     bool in_stalled;      /* in holds requests not processed for lack of room
-                             or because an answer is deferred */
-    enum http_method method; /* of the request being answered */
+                             or because a response is deferred */
+    enum http_method method; /* of the current request */
     int status;              /* of the response being written */
 
     /* Input the connection owns: the start of a request not yet complete. */
@@ -85,7 +85,7 @@ struct http_conn {
 
     /* Output the socket has not taken yet. */
     struct buf out;
-    /* Where responses go now: &out, or the thread's scratch output. */
+    /* Current destination of responses: &out, or the thread's scratch output. */
     struct buf *out_target;
 
     struct loop_task resume;   /* posted by http_conn_post */
