@@ -21,6 +21,7 @@
 #ifndef SHORTD_STORE_STORE_H
 #define SHORTD_STORE_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,15 @@ struct store;
 
 /* Longest code or alias, in bytes. */
 #define STORE_CODE_MAX 64
+
+/* Longest referrer host name kept for statistics, in bytes. */
+#define STORE_HOST_MAX 253
+
+/* Longest API key name, in bytes. */
+#define STORE_KEY_NAME_MAX 128
+
+/* Bytes of the hash by which an API key is stored (BLAKE2b-256). */
+#define STORE_KEY_HASH_BYTES 32
 
 struct store_link {
     int64_t id;
@@ -42,6 +52,9 @@ struct store_link {
     int redirect_status;  /* 301, 302, 307 or 308 */
     int64_t deleted_at;   /* ms, 0 while the link is live */
     int64_t owner_key_id; /* API key that created it, 0 for none */
+    int64_t cache_max_age; /* seconds for Cache-Control on redirects, -1 when unset */
+    bool is_alias;         /* the code was chosen by the client */
+    int64_t expired_at;    /* ms when store_expire_links marked it, 0 before */
 };
 
 /* Frees the URL of a record filled by the store and zeroes the record. */
@@ -56,18 +69,54 @@ enum store_op_kind {
     STORE_OP_CREATE,
     /* Mark the live link op->link.code deleted at op->now (> 0). */
     STORE_OP_DELETE,
+    /*
+     * Insert op->key (hash, name, created_at, rate and burst) and set
+     * op->key.id to the new id.
+     */
+    STORE_OP_KEY_CREATE,
+    /* Mark the key op->key.id revoked at op->now. */
+    STORE_OP_KEY_REVOKE,
 };
+
+/* An API key as stored: only a hash of the secret is kept. */
+struct store_key {
+    int64_t id;
+    uint8_t hash[STORE_KEY_HASH_BYTES];
+    char name[STORE_KEY_NAME_MAX + 1]; /* NUL-terminated, may be empty */
+    int64_t created_at;                /* ms */
+    int64_t revoked_at;                /* ms, 0 while the key is valid */
+    uint32_t rate;  /* requests per minute allowed, 0 for the server default */
+    uint32_t burst; /* requests allowed at once, 0 for the server default */
+};
+
+/* Result of a CREATE with dedupe set that found an existing link. */
+#define STORE_DEDUPED 1
 
 /* One write in a batch passed to store_apply. */
 struct store_op {
     enum store_op_kind kind;
     struct store_link link; /* the caller owns link.url */
+    struct store_key key;   /* KEY_CREATE and KEY_REVOKE */
     int64_t now;            /* ms, the time of the write */
 
     /*
-     * Set by store_apply: 0 on success; for CREATE -EEXIST when the code is
-     * taken by a live or deleted link; for DELETE -ENOENT when no link has
-     * that code and -EALREADY when it is already deleted. -EINVAL means that
+     * CREATE only. When set, and op->link has no alias, expiry or visit
+     * limit, a live link that also has none and has the same url (byte for
+     * byte), owner_key_id, redirect_status and cache_max_age is looked up
+     * first, inside the transaction, so creates earlier in the same batch
+     * count. If one exists nothing is inserted, result is STORE_DEDUPED and
+     * op->link is filled with the existing link (link.url keeps pointing at
+     * the caller's equal bytes). The lookup uses an index on url_hash, so
+     * it stays fast at millions of links.
+     */
+    bool dedupe;
+
+    /*
+     * Set by store_apply: 0 on success; for CREATE STORE_DEDUPED (see
+     * dedupe) or -EEXIST when the code is taken by a live or deleted link;
+     * for DELETE -ENOENT when no link has that code and -EALREADY when it is
+     * already deleted; for KEY_CREATE -EEXIST when a key has the same hash;
+     * for KEY_REVOKE -ENOENT and -EALREADY as for DELETE. -EINVAL means that
      * the op lacks a required field. An op that fails in one of these ways
      * leaves no trace, and the other ops of the batch still commit.
      */
@@ -153,5 +202,76 @@ int store_set_setting_once(struct store *store, const char *name, const void *va
  * readiness probes. Returns 0 or an error.
  */
 int store_ping(struct store *store);
+
+/* Visits to one link on one day from one referrer host, to add to the store. */
+struct store_visit {
+    char code[STORE_CODE_MAX + 1]; /* NUL-terminated */
+    size_t code_len;
+    int32_t day;    /* days since 1970-01-01 in UTC */
+    uint64_t count; /* visits to add, at least 1 */
+    char referrer[STORE_HOST_MAX + 1]; /* host of the Referer, "" for none */
+    size_t referrer_len;
+};
+
+/*
+ * Adds visits in one durable transaction: each entry adds count to the
+ * link's total, to its count for the day and, when referrer is not empty, to
+ * its count for that day and referrer host. Entries whose code matches no
+ * link (deleted links still match) are skipped. Returns 0 or an error; on
+ * error nothing was added.
+ */
+int store_add_visits(struct store *store, const struct store_visit *visits, size_t count);
+
+/*
+ * Marks live links whose expires_at is at or before now and that are not
+ * marked yet, at most limit of them, oldest expiry first, by setting
+ * expired_at to now, in one durable transaction. Calls fn for each marked
+ * link after the commit (link.url is valid only during the call). Returns
+ * the number marked, or an error (then nothing was marked and fn was not
+ * called).
+ */
+int store_expire_links(struct store *store, int64_t now, size_t limit,
+                       void (*fn)(const struct store_link *link, void *arg), void *arg);
+
+/*
+ * Calls fn for up to limit live links, newest first (descending id),
+ * starting below before_id (0 to start with the newest). owner_key_id selects
+ * the links of one key, or every link when it is -1. fn returns 0 to go on
+ * or non-zero to stop; link.url is valid only during the call. Returns the
+ * number of links passed to fn, or an error.
+ */
+int store_list_links(struct store *store, int64_t owner_key_id, int64_t before_id, size_t limit,
+                     int (*fn)(const struct store_link *link, void *arg), void *arg);
+
+/* Visits on one day. */
+struct store_day_count {
+    int32_t day; /* days since 1970-01-01 in UTC */
+    uint64_t count;
+};
+
+/* Visits from one referrer host. */
+struct store_host_count {
+    char host[STORE_HOST_MAX + 1]; /* NUL-terminated */
+    uint64_t count;
+};
+
+/*
+ * Reads the statistics of link_id for the days from_day to to_day
+ * inclusive: the days that have visits, ascending, into days (at most
+ * days_cap, the number in *days_len), and the referrer hosts with the most
+ * visits over those days, descending by count and then by host, into hosts
+ * (at most hosts_cap, the number in *hosts_len). Returns 0 or an error.
+ */
+int store_link_stats(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
+                     struct store_day_count *days, size_t days_cap, size_t *days_len,
+                     struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len);
+
+/*
+ * Calls fn for every API key, revoked ones included, in ascending id order.
+ * fn returns 0 to go on or non-zero to stop. Returns the number of keys
+ * passed to fn, or an error.
+ */
+int store_list_keys(struct store *store, int (*fn)(const struct store_key *key, void *arg),
+                    void *arg);
 
 #endif
