@@ -12,10 +12,11 @@
  *                scan_head has already checked. It checks the grammar of the
  *                request line and the field lines and fills the request.
  *
- * scan_head checks each byte when it arrives and never looks ahead, and
- * parse_head only runs on a complete head. So the result depends only on the
- * bytes and never on how they were split across calls, and a limit error
- * always takes precedence over a grammar error later in the same head.
+ * scan_head decides each error from the bytes up to that point, never from
+ * whether later bytes have arrived, and parse_head only runs on a complete
+ * head. So the result depends only on the bytes, never on how they were
+ * split across calls, and a limit error takes precedence over any grammar
+ * error in the same head.
  *
  * Stricter than RFC 9112 on purpose, to leave less room for two parsers to
  * disagree:

@@ -4,13 +4,13 @@
  * request or pipeline per file.
  *
  * Both parsers run each file as a server would: parse a request, read its
- * body by Content-Length or chunked framing, and go on with the next request
- * until the bytes run out, a request is rejected, or a request ends the
- * connection (Connection: close, HTTP/1.0 without keep-alive, CONNECT or an
- * upgrade). For every request, either both reject it, or both accept it with
- * the same method, target, header fields, body and persistence, or the file
- * is listed in intended_differences with the reason. A listed file that no
- * longer differs fails too, so the list stays true.
+ * body by Content-Length or chunked framing, and go on with the next
+ * request. A run stops when the bytes run out or a request is rejected. It
+ * also stops after a request that ends the connection: Connection: close,
+ * HTTP/1.0 without keep-alive, CONNECT, or an upgrade. For every request, either both reject it, or
+ * both accept it with the same method, target, header fields, body and persistence, or the file is
+ * listed in intended_differences with the reason. A listed file that no longer differs fails too,
+ * so the list stays true.
  *
  * The corpus folder is tests/data/http relative to the working directory
  * (the repository root under make), or SHORTD_HTTP_CORPUS when set.
@@ -391,7 +391,7 @@ static int on_message_complete(http_parser *parser)
     m->keep_alive = http_should_keep_alive(parser) != 0;
     state->current = NULL;
 
-    /* Stop where shortd's server stops: after a request that ends the
+    /* Stop where run_shortd stops, after a request that ends the
      * connection. Returning non-zero makes http-parser stop here. */
     if (!m->keep_alive || parser->upgrade) {
         state->stopped = true;
@@ -465,8 +465,8 @@ static void print_span(const char *label, const struct message *m, size_t off, s
     report("%s\"\n", len > 200 ? "..." : "");
 }
 
-/* Compares two accepted messages and prints each field that differs.
- * Returns the number of differing fields. */
+/* Compares two accepted messages. Returns the number of differing fields
+ * and prints each one when print_differences is set. */
 static int compare_accepted(const struct message *ours, const struct message *theirs)
 {
     int differences = 0;
@@ -516,8 +516,8 @@ static int compare_accepted(const struct message *ours, const struct message *th
 }
 
 /*
- * Compares the two runs of one file. Returns the number of differences,
- * after printing each one.
+ * Compares the two runs of one file. Returns the number of differences and
+ * prints each one when print_differences is set.
  */
 static int compare_runs(const char *file, const struct run *ours, const struct run *theirs)
 {

@@ -168,6 +168,9 @@ static void test_methods_mapped(void **state)
         {"OPTIONS", HTTP_METHOD_OPTIONS}, {"TRACE", HTTP_METHOD_TRACE},
         {"get", HTTP_METHOD_OTHER},       {"PURGE", HTTP_METHOD_OTHER},
         {"M-SEARCH", HTTP_METHOD_OTHER},  {"G!#$%&'*+-.^_`|~T", HTTP_METHOD_OTHER},
+        {"GOT", HTTP_METHOD_OTHER},       {"HEAP", HTTP_METHOD_OTHER},
+        {"PATCHY", HTTP_METHOD_OTHER},    {"DELETES", HTTP_METHOD_OTHER},
+        {"TRACK", HTTP_METHOD_OTHER},
     };
 
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -568,6 +571,7 @@ static void test_host_required_in_http11(void **state)
     expect_accept("GET / HTTP/1.0\r\n\r\n", &req);
     expect_accept("GET / HTTP/1.1\r\nhost:\r\n\r\n", &req);
     expect_accept("GET / HTTP/1.1\r\nHOST: [2001:db8::1]:8080\r\n\r\n", &req);
+    expect_accept("GET / HTTP/1.1\r\nHost: xn--caf-dma.example%2D1:80\r\n\r\n", &req);
     expect_reject("GET / HTTP/1.1\r\n\r\n", 400, "missing_host");
     expect_reject("GET / HTTP/1.1\r\nX-Host: a\r\n\r\n", 400, "missing_host");
 }
@@ -585,6 +589,9 @@ static void test_invalid_host_rejected(void **state)
     expect_reject("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, "invalid_host");
     expect_reject("GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", 400, "invalid_host");
     expect_reject("GET / HTTP/1.1\r\nHost: [::1\r\n\r\n", 400, "invalid_host");
+    expect_reject("GET / HTTP/1.1\r\nHost: [::g]\r\n\r\n", 400, "invalid_host");
+    expect_reject("GET / HTTP/1.1\r\nHost: []\r\n\r\n", 400, "invalid_host");
+    expect_reject("GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", 400, "invalid_host");
     expect_reject("GET / HTTP/1.1\r\nHost: a%zz\r\n\r\n", 400, "invalid_host");
 }
 
@@ -1043,6 +1050,8 @@ static void test_chunked_framing_errors_rejected(void **state)
     expect_bad_chunk("3;a\x01\r\nabc\r\n0\r\n\r\n");
     expect_bad_chunk("0\r\n\n");
     expect_bad_chunk("0\r\n\rx");
+    expect_bad_chunk("1\r\na\r\r0\r\n\r\n");
+    expect_bad_chunk("0\r\nT: v\rx\r\n\r\n");
 }
 
 static void test_chunked_bad_trailers_rejected(void **state)
