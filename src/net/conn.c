@@ -309,6 +309,7 @@ static void send_error(struct http_conn *conn, int status, const char *code, con
 void http_conn_defer(struct http_conn *conn)
 {
     conn->state = CONN_DEFERRED;
+    conn->tasks_pending++;
 }
 
 static void on_resume(struct loop *loop, struct loop_task *task)
@@ -317,11 +318,14 @@ static void on_resume(struct loop *loop, struct loop_task *task)
     struct server_thread *thread = conn->thread;
     struct loop_task *app_task = conn->deferred_task;
 
+    conn->tasks_pending--;
     conn->state = CONN_READING;
     conn->deferred_task = NULL;
     conn->out_target = conn->out.len > 0 ? &conn->out : &thread->scratch_out;
 
+    conn->in_pass = true;
     app_task->callback(loop, app_task);
+    conn->in_pass = false;
 
     if (conn->closed) {
         /* The client left while it waited, so discard the response and free it. */
@@ -353,8 +357,15 @@ void conn__close(struct http_conn *conn)
         atomic_fetch_sub_explicit(&thread->server->connections, 1, memory_order_relaxed);
     }
 
-    /* A deferred task still points at the connection: free it when it ran. */
-    if (conn->state == CONN_DEFERRED)
+    if (conn->stream != NULL) {
+        const struct http_stream_handler *stream = conn->stream;
+
+        conn->stream = NULL;
+        stream->closed(conn, conn->stream_arg);
+    }
+
+    /* A posted task still points at the connection: free it when it ran. */
+    if (conn->tasks_pending > 0)
         return;
 
     buf__free(&conn->in);
@@ -364,6 +375,114 @@ void conn__close(struct http_conn *conn)
 
     if (thread->shutting_down && thread->connections == 0)
         loop_stop(thread->loop);
+}
+
+static void on_close_task(struct loop *loop, struct loop_task *task)
+{
+    struct http_conn *conn = container_of(task, struct http_conn, close_task);
+
+    conn->tasks_pending--;
+    conn->close_posted = false;
+    conn__close(conn);
+}
+
+/* Closes the connection from the loop soon, not from inside the caller. */
+static void post_close(struct http_conn *conn)
+{
+    if (conn->close_posted || conn->closed)
+        return;
+    conn->close_posted = true;
+    conn->tasks_pending++;
+    conn->close_task.callback = on_close_task;
+    loop_post(conn->thread->loop, &conn->close_task);
+}
+
+/* ---- streaming ---- */
+
+void http_conn_stream_start(struct http_conn *conn, const char *content_type,
+                            const struct http_stream_handler *handler, void *arg)
+{
+    if (content_type != NULL) {
+        out_append(conn, "Content-Type: ", 14);
+        out_append_str(conn, content_type);
+        out_append(conn, "\r\n", 2);
+    }
+    out_append_str(conn, "Connection: close\r\n\r\n");
+
+    conn->keep_alive = false;
+    conn->responding = false;
+    conn->in_stalled = false;
+    conn->state = CONN_STREAMING;
+    conn->stream = handler;
+    conn->stream_arg = arg;
+}
+
+/* Sends the connection's own output without closing on failure. Returns 0,
+ * or -1 when the connection must close (a close is posted). */
+static int stream_send(struct http_conn *conn)
+{
+    size_t sent = 0;
+    ssize_t n;
+
+    while (sent < conn->out.len) {
+        n = send(conn->watch.fd, conn->out.data + sent, conn->out.len - sent, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            post_close(conn);
+            return -1;
+        }
+        sent += (size_t)n;
+    }
+
+    if (sent > 0) {
+        memmove(conn->out.data, conn->out.data + sent, conn->out.len - sent);
+        conn->out.len -= sent;
+        conn__timer_set(conn, conn->out.len > 0 ? CONN_TIMER_WRITE : CONN_TIMER_STREAM);
+    }
+    return 0;
+}
+
+int http_conn_stream_write(struct http_conn *conn, const void *data, size_t len)
+{
+    if (conn->closed || conn->close_posted || conn->state != CONN_STREAMING)
+        return -EPIPE;
+
+    /* Inside a pass the output is sent when the pass ends. */
+    if (conn->in_pass) {
+        out_append(conn, data, len);
+        return 0;
+    }
+
+    if (buf__reserve(&conn->out, len) < 0) {
+        post_close(conn);
+        return -EPIPE;
+    }
+    memcpy(conn->out.data + conn->out.len, data, len);
+    conn->out.len += len;
+    if (stream_send(conn) < 0)
+        return -EPIPE;
+    if (conn->out.len > 0)
+        timer_keep(conn, CONN_TIMER_WRITE);
+    return 0;
+}
+
+size_t http_conn_stream_pending(const struct http_conn *conn)
+{
+    size_t pending = conn->out.len;
+
+    if (conn->in_pass && conn->out_target != &conn->out)
+        pending += conn->out_target->len;
+    return pending;
+}
+
+void http_conn_stream_end(struct http_conn *conn)
+{
+    conn->stream_ending = true;
+    if (conn->out.len == 0 && !conn->in_pass)
+        post_close(conn);
 }
 
 /* Half-closes the connection and discards input until the client closes. */
@@ -409,6 +528,8 @@ void conn__start_draining(struct http_conn *conn)
     /* Idle: no partial request, no output, no deferred response. */
     if (conn->state == CONN_READING && conn->in.len == 0 && conn->out.len == 0 &&
         conn->head_len == 0)
+        conn__close(conn);
+    else if (conn->state == CONN_STREAMING)
         conn__close(conn);
 }
 
@@ -720,6 +841,20 @@ static void settle(struct http_conn *conn)
         return;
     }
 
+    if (conn->state == CONN_STREAMING) {
+        if (conn->peer_closed || (conn->stream_ending && conn->out.len == 0)) {
+            conn__close(conn);
+            return;
+        }
+        if (conn->out.len > 0)
+            timer_keep(conn, CONN_TIMER_WRITE);
+        else
+            timer_keep(conn, CONN_TIMER_STREAM);
+        if (conn->readable)
+            linger_read(conn);
+        return;
+    }
+
     if (conn->out.len > 0) {
         timer_keep(conn, CONN_TIMER_WRITE);
         return;
@@ -798,7 +933,7 @@ static void conn_run(struct http_conn *conn)
 {
     struct server_thread *thread = conn->thread;
 
-    if (conn->state == CONN_LINGER) {
+    if (conn->state == CONN_LINGER || conn->state == CONN_STREAMING) {
         linger_read(conn);
         return;
     }
@@ -806,10 +941,12 @@ static void conn_run(struct http_conn *conn)
     for (;;) {
         conn->out_target = conn->out.len > 0 ? &conn->out : &thread->scratch_out;
 
+        conn->in_pass = true;
         if (pump(conn) < 0) {
             thread->scratch_out.len = 0;
             return;
         }
+        conn->in_pass = false;
         if (flush(conn) < 0)
             return;
 
@@ -838,6 +975,22 @@ static void on_event(struct loop *loop, struct loop_watch *watch, uint32_t event
         /* Keep the readiness for when the response is written. */
         if (events & EPOLLHUP)
             conn__close(conn);
+        return;
+    }
+
+    if (conn->state == CONN_STREAMING) {
+        if ((events & EPOLLOUT) && conn->out.len > 0) {
+            if (stream_send(conn) < 0)
+                return;
+            if (conn->out.len == 0 && conn->stream_ending) {
+                conn__close(conn);
+                return;
+            }
+            if (conn->out.len == 0 && conn->stream != NULL)
+                conn->stream->writable(conn, conn->stream_arg);
+        }
+        if (!conn->closed && conn->readable)
+            linger_read(conn);
         return;
     }
 

@@ -302,6 +302,7 @@ int server_create(const struct server_config *config, struct server **out, char 
     server->timeout_ms[CONN_TIMER_IDLE] = config->idle_timeout_ms;
     server->timeout_ms[CONN_TIMER_WRITE] = config->write_timeout_ms;
     server->timeout_ms[CONN_TIMER_LINGER] = LINGER_TIMEOUT_MS;
+    server->timeout_ms[CONN_TIMER_STREAM] = UINT32_MAX;
 
     server->threads = calloc(config->threads, sizeof(*server->threads));
     if (server->threads == NULL) {

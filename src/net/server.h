@@ -160,6 +160,44 @@ void http_conn_post(struct http_conn *conn, struct loop_task *task);
  */
 bool http_conn_is_open(const struct http_conn *conn);
 
+/*
+ * Streaming responses, for server-sent events. The handler writes the status
+ * line and headers with http_conn_begin and http_conn_header, then calls
+ * http_conn_stream_start instead of http_conn_end. The response has no
+ * length: its body ends when the connection closes, so the server reads no
+ * further requests from the connection and discards what the client sends.
+ * Writes may come from the handler or later from tasks on the connection's
+ * loop. The connection has no idle timeout while it streams; the write
+ * timeout still closes it when the client stops reading.
+ */
+struct http_stream_handler {
+    /* Called when unsent output fell to zero after having been pending. */
+    void (*writable)(struct http_conn *conn, void *arg);
+    /*
+     * Called once when the connection closes for any reason (the client
+     * left, a write failed, a timeout, server shutdown, http_conn_stream_end).
+     * After it returns the connection pointer is invalid.
+     */
+    void (*closed)(struct http_conn *conn, void *arg);
+};
+
+/* Ends the header section and switches the connection to streaming. */
+void http_conn_stream_start(struct http_conn *conn, const char *content_type,
+                            const struct http_stream_handler *handler, void *arg);
+
+/*
+ * Queues data on a streaming connection and sends what the socket takes.
+ * Returns 0, or -EPIPE when the connection is closing (the data is dropped;
+ * closed() follows from the loop, never from inside this call).
+ */
+int http_conn_stream_write(struct http_conn *conn, const void *data, size_t len);
+
+/* Returns the bytes queued on the connection that the socket has not taken. */
+size_t http_conn_stream_pending(const struct http_conn *conn);
+
+/* Closes a streaming connection after its queued output is sent. */
+void http_conn_stream_end(struct http_conn *conn);
+
 /* Returns the method of the current request (for HEAD handling). */
 enum http_method http_conn_method(const struct http_conn *conn);
 

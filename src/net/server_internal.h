@@ -28,6 +28,7 @@ enum conn_timer {
     CONN_TIMER_IDLE,
     CONN_TIMER_WRITE,
     CONN_TIMER_LINGER,
+    CONN_TIMER_STREAM, /* streaming with nothing pending: never expires */
     CONN_TIMER_COUNT
 };
 
@@ -36,7 +37,9 @@ enum conn_timer {
  *
  *   READING  --handler defers-->        DEFERRED --task ran--> READING
  *   READING  --error response sent-->   LINGER (half-closed, discarding input)
- *   any      --conn__close-->           freed (DEFERRED: only once its task ran)
+ *   READING  --http_conn_stream_start-> STREAMING (discarding input)
+ *   any      --conn__close-->           closed, and freed once no posted task
+ *                                       of the connection is pending
  *
  * While READING the connection may be waiting for a head, for a body or for
  * the client to read output. The timeout list it is in shows which.
@@ -45,6 +48,7 @@ enum conn_state {
     CONN_READING,
     CONN_DEFERRED,
     CONN_LINGER,
+    CONN_STREAMING,
 };
 
 struct server_thread;
@@ -90,6 +94,14 @@ struct http_conn {
 
     struct loop_task resume;   /* posted by http_conn_post */
     struct loop_task *deferred_task; /* the handler's task to run on resume */
+    struct loop_task close_task;     /* posted when a stream write fails */
+    unsigned tasks_pending;          /* posted tasks that point at the connection */
+    bool close_posted;               /* close_task is pending */
+    bool in_pass;                    /* conn_run or on_resume is running */
+    bool stream_ending;              /* close once queued stream output is sent */
+
+    const struct http_stream_handler *stream; /* set while STREAMING */
+    void *stream_arg;
 
     struct sockaddr_storage peer;
 };
