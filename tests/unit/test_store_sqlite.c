@@ -267,7 +267,7 @@ static void store_reopen_is_idempotent(void **state)
 static void user_version_counts_migrations(void **state)
 {
     struct fixture *fixture = *state;
-    const char *tables[] = {"links", "visits_daily", "api_keys", "settings"};
+    const char *tables[] = {"links", "visits_daily", "visits_referrers", "api_keys", "settings"};
     char sql[160];
     size_t i;
 
