@@ -25,7 +25,15 @@
 /*
  * Operations of one backend, one per store.h function. Each has the contract
  * of the store.h function of the same name. store.c has already checked
- * that pointers the contract requires are not NULL.
+ * that pointers the contract requires are not NULL, that counts and limits
+ * are not 0 and that the values in them are in range. A backend therefore
+ * receives only these:
+ * - add_visits: every entry has a code of 1 to STORE_CODE_MAX bytes, a count
+ *   from 1 to INT64_MAX and a referrer of at most STORE_HOST_MAX bytes.
+ * - expire_links: now > 0 and limit <= INT_MAX.
+ * - list_links: owner_key_id is -1 or > 0, before_id > 0 (store.c turns 0
+ *   into INT64_MAX) and limit <= INT_MAX.
+ * - link_stats: from_day <= to_day, and *days_len and *hosts_len are 0.
  */
 struct store_backend {
     const char *name;
@@ -39,6 +47,16 @@ struct store_backend {
     int (*set_setting_once)(struct store *store, const char *name, const void *value,
                             size_t value_len);
     int (*ping)(struct store *store);
+    int (*add_visits)(struct store *store, const struct store_visit *visits, size_t count);
+    int (*expire_links)(struct store *store, int64_t now, size_t limit,
+                        void (*fn)(const struct store_link *link, void *arg), void *arg);
+    int (*list_links)(struct store *store, int64_t owner_key_id, int64_t before_id, size_t limit,
+                      int (*fn)(const struct store_link *link, void *arg), void *arg);
+    int (*link_stats)(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
+                      struct store_day_count *days, size_t days_cap, size_t *days_len,
+                      struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len);
+    int (*list_keys)(struct store *store, int (*fn)(const struct store_key *key, void *arg),
+                     void *arg);
 };
 
 /* The part of a connection that every backend shares. */

@@ -16,56 +16,71 @@
  *
  * Every statement is prepared once per connection at open and reused, and
  * apply binds the caller's buffers in place (SQLITE_STATIC), so a batch
- * allocates nothing per op. Bindings are cleared before apply returns, so
- * no statement keeps a pointer into a caller's buffer.
+ * allocates nothing per op. The one exception is the array of dedupe hits,
+ * which grows when a batch has more hits than any batch before it. Bindings
+ * are cleared before each function returns, so no statement keeps a pointer
+ * into a caller's buffer.
+ *
+ * This file holds the connection, store_apply for links, single-link reads,
+ * settings and id reservations. sqlite_links.c, sqlite_keys.c and
+ * sqlite_stats.c hold the rest of the backend table (sqlite_internal.h).
  *
  * Connection states and the functions that move between them:
  *   closed --store__sqlite_open--> idle
- *   idle --BEGIN IMMEDIATE in apply or reserve_ids--> writing
+ *   idle --BEGIN IMMEDIATE in apply, reserve_ids, add_visits or
+ *          expire_links--> writing
  *   writing --COMMIT, or roll_back after a failure--> idle
+ *   idle --BEGIN in link_stats--> reading
+ *   reading --COMMIT, or roll_back after a failure--> idle
  *   idle --sqlite_close--> closed
  * Every function that returns to the caller leaves the connection idle.
+ * list_links and list_keys read in autocommit mode and call the caller's
+ * function while their statement is open, so that function must not use
+ * the same connection.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <sodium.h>
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "store/backend.h"
+#include "store/sqlite_internal.h"
 #include "store/sqlite_setup.h"
 #include "store/store.h"
 
 /* Setting that contains the next unreserved id as decimal ASCII digits. */
 #define NEXT_ID_SETTING "next_id"
 
-enum statement_id {
-    STMT_BEGIN,
-    STMT_COMMIT,
-    STMT_INSERT_LINK,
-    STMT_DELETE_LINK,
-    STMT_FIND_LINK,
-    STMT_GET_LINK,
-    STMT_GET_SETTING,
-    STMT_PUT_SETTING,
-    STMT_ADD_SETTING,
-    STMT_PING,
-    STMT_COUNT,
-};
-
-static const char *const statement_sql[STMT_COUNT] = {
+const char *const store__sqlite_core_sql[STMT_COUNT] = {
     [STMT_BEGIN] = "BEGIN IMMEDIATE",
+    [STMT_BEGIN_READ] = "BEGIN",
     [STMT_COMMIT] = "COMMIT",
     [STMT_INSERT_LINK] = "INSERT INTO links (id, code, url, url_hash, created_at, expires_at,"
-                         " max_visits, visits, redirect_status, owner_key_id, deleted_at)"
-                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                         " max_visits, visits, redirect_status, owner_key_id, deleted_at,"
+                         " cache_max_age, is_alias, expired_at)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    /*
+     * The first four terms after url_hash are those of the links_dedupe
+     * index, so the lookup reads only the index entries with this hash.
+     * url = ?2 compares bytes (BINARY collation), so different URLs with
+     * equal hashes never match. expired_at is checked too, although
+     * only links with expires_at get it. Of several equal links the oldest
+     * wins, so repeated dedupes return the same code.
+     */
+    [STMT_FIND_DUPLICATE] =
+        "SELECT " SQLITE_LINK_COLUMNS " FROM links"
+        " WHERE url_hash = ?1 AND deleted_at IS NULL AND is_alias = 0 AND expires_at IS NULL"
+        " AND max_visits IS NULL AND expired_at IS NULL AND url = ?2 AND owner_key_id IS ?3"
+        " AND redirect_status = ?4 AND cache_max_age IS ?5"
+        " ORDER BY id LIMIT 1",
     [STMT_DELETE_LINK] = "UPDATE links SET deleted_at = ?1 WHERE code = ?2 AND deleted_at IS NULL",
     [STMT_FIND_LINK] = "SELECT 1 FROM links WHERE code = ?1",
-    [STMT_GET_LINK] = "SELECT id, code, url, created_at, expires_at, max_visits, visits,"
-                      " redirect_status, owner_key_id, deleted_at FROM links WHERE code = ?1",
+    [STMT_GET_LINK] = "SELECT " SQLITE_LINK_COLUMNS " FROM links WHERE code = ?1",
     [STMT_GET_SETTING] = "SELECT value FROM settings WHERE name = ?1",
     [STMT_PUT_SETTING] = "INSERT INTO settings (name, value) VALUES (?1, ?2)"
                          " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
@@ -73,28 +88,9 @@ static const char *const statement_sql[STMT_COUNT] = {
     [STMT_PING] = "SELECT count(*) FROM settings",
 };
 
-struct sqlite_store {
-    struct store base; /* first, so that a struct store * converts to this type */
-    sqlite3 *db;
-    sqlite3_stmt *stmt[STMT_COUNT];
-};
-
 static const struct store_backend sqlite_backend;
 
-static struct sqlite_store *to_sqlite(struct store *store)
-{
-    return (struct sqlite_store *)store;
-}
-
-/*
- * Records "<operation> failed: <SQLite's message>" as the connection's last
- * error and returns the errno for code. Call it before any other call on the
- * connection, which would replace SQLite's message.
- */
-static int record_failure(struct sqlite_store *s, int code, const char *format, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int record_failure(struct sqlite_store *s, int code, const char *format, ...)
+int store__sqlite_fail(struct sqlite_store *s, int code, const char *format, ...)
 {
     char operation[STORE_ERROR_MAX];
     va_list args;
@@ -107,11 +103,8 @@ static int record_failure(struct sqlite_store *s, int code, const char *format, 
     return store__sqlite_errno(s->db, code);
 }
 
-/*
- * Copies a code for a log message, with every byte outside printable ASCII
- * replaced by '?', so that a code from a request cannot forge log lines.
- */
-static const char *printable_code(const char *code, size_t code_len, char out[STORE_CODE_MAX + 1])
+const char *store__sqlite_printable_code(const char *code, size_t code_len,
+                                         char out[STORE_CODE_MAX + 1])
 {
     size_t i;
 
@@ -140,8 +133,7 @@ static int64_t url_hash(const char *url, size_t url_len)
     return (int64_t)value;
 }
 
-/* Binds value, or NULL when value is 0, the "none" of store.h. */
-static int bind_optional(sqlite3_stmt *stmt, int index, int64_t value)
+int store__sqlite_bind_optional(sqlite3_stmt *stmt, int index, int64_t value)
 {
     if (value == 0)
         return sqlite3_bind_null(stmt, index);
@@ -156,8 +148,7 @@ static int bind_blob(sqlite3_stmt *stmt, int index, const void *value, size_t va
     return sqlite3_bind_blob64(stmt, index, value, value_len, SQLITE_STATIC);
 }
 
-/* Steps a statement once and resets it; returns SQLITE_DONE, SQLITE_ROW or an error code. */
-static int run(struct sqlite_store *s, enum statement_id statement)
+int store__sqlite_run(struct sqlite_store *s, enum statement_id statement)
 {
     sqlite3_stmt *stmt = s->stmt[statement];
     int rc = sqlite3_step(stmt);
@@ -172,7 +163,7 @@ static int run(struct sqlite_store *s, enum statement_id statement)
  * sqlite3_get_autocommit reports whether it did. ROLLBACK is run with
  * sqlite3_exec because it is rare and has no prepared statement.
  */
-static void roll_back(struct sqlite_store *s)
+void store__sqlite_roll_back(struct sqlite_store *s)
 {
     if (sqlite3_get_autocommit(s->db))
         return;
@@ -184,16 +175,15 @@ static void roll_back(struct sqlite_store *s)
     (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* Starts a write transaction; returns SQLITE_DONE or an error code. */
-static int begin_write(struct sqlite_store *s)
+int store__sqlite_begin_write(struct sqlite_store *s)
 {
-    roll_back(s); /* a transaction left open by a failed ROLLBACK */
-    return run(s, STMT_BEGIN);
+    store__sqlite_roll_back(s); /* a transaction left open by a failed ROLLBACK */
+    return store__sqlite_run(s, STMT_BEGIN);
 }
 
 static void sqlite_close(struct store *store)
 {
-    struct sqlite_store *s = to_sqlite(store);
+    struct sqlite_store *s = store__sqlite_from(store);
     int i;
 
     for (i = 0; i < STMT_COUNT; i++)
@@ -201,13 +191,14 @@ static void sqlite_close(struct store *store)
 
     /* Succeeds because every statement of the connection is finalized. */
     (void)sqlite3_close(s->db);
+    free(s->hits);
     free(s);
 }
 
 static int check_link(const struct store_link *link)
 {
     if (link->id <= 0 || link->code_len == 0 || link->code_len > STORE_CODE_MAX ||
-        link->url == NULL)
+        link->url == NULL || link->cache_max_age < -1)
         return -EINVAL;
 
     switch (link->redirect_status) {
@@ -221,21 +212,139 @@ static int check_link(const struct store_link *link)
     }
 }
 
+/* Binds cache_max_age, stored as NULL when unset (-1). */
+static int bind_cache_max_age(sqlite3_stmt *stmt, int index, int64_t cache_max_age)
+{
+    if (cache_max_age < 0)
+        return sqlite3_bind_null(stmt, index);
+    return sqlite3_bind_int64(stmt, index, cache_max_age);
+}
+
 /*
- * Inserts the link of a CREATE op. Sets op->result and returns 0 when the op
- * succeeded or failed alone; returns a negative errno when the whole batch
- * must fail.
+ * Returns whether a CREATE may resolve to an existing link. Only a plain
+ * link, with no alias, expiry, visit limit or state of its own, qualifies.
+ * A link with a limit or an expiry ends on its own schedule, so sharing it
+ * would change what its creator requested.
+ */
+static bool may_dedupe(const struct store_op *op)
+{
+    const struct store_link *link = &op->link;
+
+    return op->dedupe && !link->is_alias && link->expires_at == 0 && link->max_visits == 0 &&
+           link->deleted_at == 0 && link->expired_at == 0;
+}
+
+/* Returns a zeroed hit at the end of s->hits, or NULL when out of memory. */
+static struct dedupe_hit *append_hit(struct sqlite_store *s)
+{
+    struct dedupe_hit *grown;
+    size_t cap;
+
+    if (s->hits_len == s->hits_cap) {
+        cap = s->hits_cap == 0 ? 16 : s->hits_cap * 2;
+        grown = realloc(s->hits, cap * sizeof(*grown));
+        if (grown == NULL)
+            return NULL;
+        s->hits = grown;
+        s->hits_cap = cap;
+    }
+
+    memset(&s->hits[s->hits_len], 0, sizeof(s->hits[0]));
+    return &s->hits[s->hits_len++];
+}
+
+/*
+ * Looks for a live link equal to op->link (see store_op.dedupe) and, when
+ * one exists, adds it to s->hits. Returns 1 when found, 0 when none exists,
+ * or a negative errno with the connection's error set.
+ */
+static int find_duplicate(struct sqlite_store *s, const struct store_op *op, int64_t hash,
+                          size_t index, size_t count)
+{
+    const struct store_link *link = &op->link;
+    sqlite3_stmt *stmt = s->stmt[STMT_FIND_DUPLICATE];
+    char code[STORE_CODE_MAX + 1];
+    struct dedupe_hit *hit;
+    int err;
+    int rc;
+
+    rc = sqlite3_bind_int64(stmt, 1, hash);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text64(stmt, 2, link->url, link->url_len, SQLITE_STATIC, SQLITE_UTF8);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_bind_optional(stmt, 3, link->owner_key_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(stmt, 4, link->redirect_status);
+    if (rc == SQLITE_OK)
+        rc = bind_cache_max_age(stmt, 5, link->cache_max_age);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(stmt);
+
+    if (rc == SQLITE_ROW) {
+        hit = append_hit(s);
+        if (hit == NULL) {
+            store__set_error(&s->base, "lookup of a duplicate of link %s failed: out of memory",
+                             store__sqlite_printable_code(link->code, link->code_len, code));
+            err = -ENOMEM;
+        } else {
+            hit->index = index;
+            err = store__sqlite_read_link(s, stmt, &hit->link);
+            if (err == 0)
+                err = 1;
+        }
+    } else if (rc == SQLITE_DONE) {
+        err = 0;
+    } else {
+        err = store__sqlite_fail(s, rc, "lookup of a duplicate of link %s (write %zu of %zu)",
+                                 store__sqlite_printable_code(link->code, link->code_len, code),
+                                 index + 1, count);
+    }
+
+    (void)sqlite3_reset(stmt); /* would repeat the error already recorded */
+    return err;
+}
+
+/* Copies the links found by dedupe lookups into their ops, keeping each op's url. */
+static void fill_dedupe_hits(struct sqlite_store *s, struct store_op *ops)
+{
+    struct store_link *link;
+    size_t i;
+
+    for (i = 0; i < s->hits_len; i++) {
+        link = &ops[s->hits[i].index].link;
+        s->hits[i].link.url = link->url;
+        s->hits[i].link.url_len = link->url_len;
+        *link = s->hits[i].link;
+    }
+}
+
+/*
+ * Inserts the link of a CREATE op, or finds its duplicate when op->dedupe
+ * is set. Sets op->result and returns 0 when the op succeeded or failed
+ * alone; returns a negative errno when the whole batch must fail.
  */
 static int insert_link(struct sqlite_store *s, struct store_op *op, size_t index, size_t count)
 {
     const struct store_link *link = &op->link;
     sqlite3_stmt *stmt = s->stmt[STMT_INSERT_LINK];
     char code[STORE_CODE_MAX + 1];
+    int64_t hash;
     int rc;
 
     op->result = check_link(link);
     if (op->result < 0)
         return 0;
+
+    hash = url_hash(link->url, link->url_len);
+    if (may_dedupe(op)) {
+        rc = find_duplicate(s, op, hash, index, count);
+        if (rc < 0)
+            return rc;
+        if (rc == 1) {
+            op->result = STORE_DEDUPED;
+            return 0;
+        }
+    }
 
     rc = sqlite3_bind_int64(stmt, 1, link->id);
     if (rc == SQLITE_OK)
@@ -243,23 +352,29 @@ static int insert_link(struct sqlite_store *s, struct store_op *op, size_t index
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text64(stmt, 3, link->url, link->url_len, SQLITE_STATIC, SQLITE_UTF8);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(stmt, 4, url_hash(link->url, link->url_len));
+        rc = sqlite3_bind_int64(stmt, 4, hash);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(stmt, 5, link->created_at);
     if (rc == SQLITE_OK)
-        rc = bind_optional(stmt, 6, link->expires_at);
+        rc = store__sqlite_bind_optional(stmt, 6, link->expires_at);
     if (rc == SQLITE_OK)
-        rc = bind_optional(stmt, 7, link->max_visits);
+        rc = store__sqlite_bind_optional(stmt, 7, link->max_visits);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(stmt, 8, link->visits);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int(stmt, 9, link->redirect_status);
     if (rc == SQLITE_OK)
-        rc = bind_optional(stmt, 10, link->owner_key_id);
+        rc = store__sqlite_bind_optional(stmt, 10, link->owner_key_id);
     if (rc == SQLITE_OK)
-        rc = bind_optional(stmt, 11, link->deleted_at);
+        rc = store__sqlite_bind_optional(stmt, 11, link->deleted_at);
     if (rc == SQLITE_OK)
-        rc = run(s, STMT_INSERT_LINK);
+        rc = bind_cache_max_age(stmt, 12, link->cache_max_age);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(stmt, 13, link->is_alias ? 1 : 0);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_bind_optional(stmt, 14, link->expired_at);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_run(s, STMT_INSERT_LINK);
 
     if (rc == SQLITE_DONE)
         return 0;
@@ -274,8 +389,9 @@ static int insert_link(struct sqlite_store *s, struct store_op *op, size_t index
         return 0;
     }
 
-    return record_failure(s, rc, "insert of link %s (write %zu of %zu)",
-                          printable_code(link->code, link->code_len, code), index + 1, count);
+    return store__sqlite_fail(s, rc, "insert of link %s (write %zu of %zu)",
+                              store__sqlite_printable_code(link->code, link->code_len, code),
+                              index + 1, count);
 }
 
 /* Marks the link of a DELETE op deleted; returns like insert_link. */
@@ -297,7 +413,7 @@ static int delete_link(struct sqlite_store *s, struct store_op *op, size_t index
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_text(update, 2, link->code, (int)link->code_len, SQLITE_STATIC);
     if (rc == SQLITE_OK)
-        rc = run(s, STMT_DELETE_LINK);
+        rc = store__sqlite_run(s, STMT_DELETE_LINK);
     if (rc != SQLITE_DONE)
         goto fail;
 
@@ -321,20 +437,28 @@ static int delete_link(struct sqlite_store *s, struct store_op *op, size_t index
     }
 
 fail:
-    return record_failure(s, rc, "delete of link %s (write %zu of %zu)",
-                          printable_code(link->code, link->code_len, code), index + 1, count);
+    return store__sqlite_fail(s, rc, "delete of link %s (write %zu of %zu)",
+                              store__sqlite_printable_code(link->code, link->code_len, code),
+                              index + 1, count);
 }
+
+/* Statements that sqlite_apply binds to the caller's buffers. */
+static const enum statement_id apply_statements[] = {
+    STMT_INSERT_LINK, STMT_FIND_DUPLICATE, STMT_DELETE_LINK, STMT_FIND_LINK,
+    STMT_INSERT_KEY,  STMT_REVOKE_KEY,     STMT_FIND_KEY,
+};
 
 static int sqlite_apply(struct store *store, struct store_op *ops, size_t count)
 {
-    struct sqlite_store *s = to_sqlite(store);
+    struct sqlite_store *s = store__sqlite_from(store);
     int err = 0;
     size_t i;
     int rc;
 
-    rc = begin_write(s);
+    s->hits_len = 0;
+    rc = store__sqlite_begin_write(s);
     if (rc != SQLITE_DONE) {
-        err = record_failure(s, rc, "begin of a batch of %zu writes", count);
+        err = store__sqlite_fail(s, rc, "begin of a batch of %zu writes", count);
         goto done;
     }
 
@@ -346,6 +470,12 @@ static int sqlite_apply(struct store *store, struct store_op *ops, size_t count)
         case STORE_OP_DELETE:
             err = delete_link(s, &ops[i], i, count);
             break;
+        case STORE_OP_KEY_CREATE:
+            err = store__sqlite_create_key(s, &ops[i], i, count);
+            break;
+        case STORE_OP_KEY_REVOKE:
+            err = store__sqlite_revoke_key(s, &ops[i], i, count);
+            break;
         default:
             ops[i].result = -EINVAL;
             break;
@@ -354,29 +484,27 @@ static int sqlite_apply(struct store *store, struct store_op *ops, size_t count)
     if (err < 0)
         goto done;
 
-    rc = run(s, STMT_COMMIT);
+    rc = store__sqlite_run(s, STMT_COMMIT);
     if (rc != SQLITE_DONE)
-        err = record_failure(s, rc, "commit of %zu writes", count);
+        err = store__sqlite_fail(s, rc, "commit of %zu writes", count);
+    else
+        fill_dedupe_hits(s, ops);
 
 done:
-    (void)sqlite3_clear_bindings(s->stmt[STMT_INSERT_LINK]); /* always SQLITE_OK */
-    (void)sqlite3_clear_bindings(s->stmt[STMT_DELETE_LINK]);
-    (void)sqlite3_clear_bindings(s->stmt[STMT_FIND_LINK]);
+    for (i = 0; i < sizeof(apply_statements) / sizeof(apply_statements[0]); i++)
+        (void)sqlite3_clear_bindings(s->stmt[apply_statements[i]]); /* always SQLITE_OK */
     if (err < 0) {
-        roll_back(s);
+        store__sqlite_roll_back(s);
         for (i = 0; i < count; i++)
             ops[i].result = err;
     }
     return err;
 }
 
-/* Copies the current row of STMT_GET_LINK into *link. */
-static int read_link_row(struct sqlite_store *s, sqlite3_stmt *stmt, struct store_link *link)
+int store__sqlite_read_link(struct sqlite_store *s, sqlite3_stmt *stmt, struct store_link *link)
 {
     const unsigned char *code = sqlite3_column_text(stmt, 1);
     size_t code_len = (size_t)sqlite3_column_bytes(stmt, 1);
-    const unsigned char *url;
-    size_t url_len;
 
     if (code == NULL || code_len == 0 || code_len > STORE_CODE_MAX) {
         store__set_error(&s->base,
@@ -385,6 +513,41 @@ static int read_link_row(struct sqlite_store *s, sqlite3_stmt *stmt, struct stor
                          (int64_t)sqlite3_column_int64(stmt, 0), STORE_CODE_MAX);
         return -EILSEQ;
     }
+
+    memcpy(link->code, code, code_len);
+    link->code[code_len] = '\0';
+    link->code_len = code_len;
+
+    /* Columns that are NULL read as 0, which store.h uses for "none". */
+    link->id = sqlite3_column_int64(stmt, 0);
+    link->created_at = sqlite3_column_int64(stmt, 3);
+    link->expires_at = sqlite3_column_int64(stmt, 4);
+    link->max_visits = sqlite3_column_int64(stmt, 5);
+    link->visits = sqlite3_column_int64(stmt, 6);
+    link->redirect_status = sqlite3_column_int(stmt, 7);
+    link->owner_key_id = sqlite3_column_int64(stmt, 8);
+    link->deleted_at = sqlite3_column_int64(stmt, 9);
+    link->is_alias = sqlite3_column_int(stmt, 11) != 0;
+    link->expired_at = sqlite3_column_int64(stmt, 12);
+
+    /* cache_max_age alone uses -1 for "unset", because 0 s is a valid lifetime. */
+    if (sqlite3_column_type(stmt, 10) == SQLITE_NULL)
+        link->cache_max_age = -1;
+    else
+        link->cache_max_age = sqlite3_column_int64(stmt, 10);
+    return 0;
+}
+
+int store__sqlite_read_link_copy(struct sqlite_store *s, sqlite3_stmt *stmt,
+                                 struct store_link *link)
+{
+    const unsigned char *url;
+    size_t url_len;
+    int err;
+
+    err = store__sqlite_read_link(s, stmt, link);
+    if (err < 0)
+        return err;
 
     url = sqlite3_column_text(stmt, 2);
     url_len = (size_t)sqlite3_column_bytes(stmt, 2);
@@ -403,27 +566,13 @@ static int read_link_row(struct sqlite_store *s, sqlite3_stmt *stmt, struct stor
         memcpy(link->url, url, url_len);
     link->url[url_len] = '\0';
     link->url_len = url_len;
-
-    memcpy(link->code, code, code_len);
-    link->code[code_len] = '\0';
-    link->code_len = code_len;
-
-    /* Columns that are NULL read as 0, which store.h uses for "none". */
-    link->id = sqlite3_column_int64(stmt, 0);
-    link->created_at = sqlite3_column_int64(stmt, 3);
-    link->expires_at = sqlite3_column_int64(stmt, 4);
-    link->max_visits = sqlite3_column_int64(stmt, 5);
-    link->visits = sqlite3_column_int64(stmt, 6);
-    link->redirect_status = sqlite3_column_int(stmt, 7);
-    link->owner_key_id = sqlite3_column_int64(stmt, 8);
-    link->deleted_at = sqlite3_column_int64(stmt, 9);
     return 0;
 }
 
 static int sqlite_get_link(struct store *store, const char *code, size_t code_len,
                            struct store_link *link)
 {
-    struct sqlite_store *s = to_sqlite(store);
+    struct sqlite_store *s = store__sqlite_from(store);
     sqlite3_stmt *stmt = s->stmt[STMT_GET_LINK];
     char printable[STORE_CODE_MAX + 1];
     int err;
@@ -434,11 +583,12 @@ static int sqlite_get_link(struct store *store, const char *code, size_t code_le
         rc = sqlite3_step(stmt);
 
     if (rc == SQLITE_ROW)
-        err = read_link_row(s, stmt, link);
+        err = store__sqlite_read_link_copy(s, stmt, link);
     else if (rc == SQLITE_DONE)
         err = -ENOENT;
     else
-        err = record_failure(s, rc, "read of link %s", printable_code(code, code_len, printable));
+        err = store__sqlite_fail(s, rc, "read of link %s",
+                                 store__sqlite_printable_code(code, code_len, printable));
 
     (void)sqlite3_reset(stmt); /* would repeat the error already recorded */
     (void)sqlite3_clear_bindings(stmt);
@@ -473,7 +623,7 @@ static void finish_setting(struct sqlite_store *s)
 static int sqlite_get_setting(struct store *store, const char *name, void *value, size_t value_cap,
                               size_t *value_len)
 {
-    struct sqlite_store *s = to_sqlite(store);
+    struct sqlite_store *s = store__sqlite_from(store);
     sqlite3_stmt *stmt = s->stmt[STMT_GET_SETTING];
     const void *blob;
     size_t len;
@@ -486,7 +636,7 @@ static int sqlite_get_setting(struct store *store, const char *name, void *value
         return -ENOENT;
     }
     if (rc != SQLITE_ROW) {
-        err = record_failure(s, rc, "read of setting %s", name);
+        err = store__sqlite_fail(s, rc, "read of setting %s", name);
         finish_setting(s);
         return err;
     }
@@ -509,7 +659,7 @@ static int sqlite_get_setting(struct store *store, const char *name, void *value
 static int sqlite_set_setting_once(struct store *store, const char *name, const void *value,
                                    size_t value_len)
 {
-    struct sqlite_store *s = to_sqlite(store);
+    struct sqlite_store *s = store__sqlite_from(store);
     sqlite3_stmt *stmt = s->stmt[STMT_ADD_SETTING];
     int err = 0;
     int rc;
@@ -520,10 +670,10 @@ static int sqlite_set_setting_once(struct store *store, const char *name, const 
 
     /* Outside BEGIN, the statement commits (and syncs) by itself. */
     if (rc == SQLITE_OK)
-        rc = run(s, STMT_ADD_SETTING);
+        rc = store__sqlite_run(s, STMT_ADD_SETTING);
 
     if (rc != SQLITE_DONE)
-        err = record_failure(s, rc, "write of setting %s", name);
+        err = store__sqlite_fail(s, rc, "write of setting %s", name);
     else if (sqlite3_changes(s->db) == 0)
         err = -EEXIST;
 
@@ -557,7 +707,7 @@ static int parse_next_id(const unsigned char *text, size_t len, uint64_t limit, 
 
 static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *first)
 {
-    struct sqlite_store *s = to_sqlite(store);
+    struct sqlite_store *s = store__sqlite_from(store);
     sqlite3_stmt *put = s->stmt[STMT_PUT_SETTING];
     /* Ids are SQLite INTEGERs, so the last usable one is INT64_MAX. */
     const uint64_t limit = (uint64_t)INT64_MAX + 1;
@@ -566,9 +716,9 @@ static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *fir
     int err = 0;
     int rc;
 
-    rc = begin_write(s);
+    rc = store__sqlite_begin_write(s);
     if (rc != SQLITE_DONE)
-        return record_failure(s, rc, "reservation of %" PRIu64 " ids", count);
+        return store__sqlite_fail(s, rc, "reservation of %" PRIu64 " ids", count);
 
     rc = find_setting(s, NEXT_ID_SETTING);
     if (rc == SQLITE_ROW) {
@@ -584,7 +734,7 @@ static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *fir
             err = -EILSEQ;
         }
     } else if (rc != SQLITE_DONE) {
-        err = record_failure(s, rc, "reservation of %" PRIu64 " ids", count);
+        err = store__sqlite_fail(s, rc, "reservation of %" PRIu64 " ids", count);
     }
     finish_setting(s);
     if (err < 0)
@@ -604,12 +754,12 @@ static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *fir
     if (rc == SQLITE_OK)
         rc = bind_blob(put, 2, digits, strlen(digits));
     if (rc == SQLITE_OK)
-        rc = run(s, STMT_PUT_SETTING);
+        rc = store__sqlite_run(s, STMT_PUT_SETTING);
     (void)sqlite3_clear_bindings(put); /* digits is about to go out of scope */
     if (rc == SQLITE_DONE)
-        rc = run(s, STMT_COMMIT);
+        rc = store__sqlite_run(s, STMT_COMMIT);
     if (rc != SQLITE_DONE) {
-        err = record_failure(s, rc, "reservation of %" PRIu64 " ids", count);
+        err = store__sqlite_fail(s, rc, "reservation of %" PRIu64 " ids", count);
         goto fail;
     }
 
@@ -617,17 +767,17 @@ static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *fir
     return 0;
 
 fail:
-    roll_back(s);
+    store__sqlite_roll_back(s);
     return err;
 }
 
 static int sqlite_ping(struct store *store)
 {
-    struct sqlite_store *s = to_sqlite(store);
-    int rc = run(s, STMT_PING);
+    struct sqlite_store *s = store__sqlite_from(store);
+    int rc = store__sqlite_run(s, STMT_PING);
 
     if (rc != SQLITE_ROW)
-        return record_failure(s, rc, "read of the settings table");
+        return store__sqlite_fail(s, rc, "read of the settings table");
     return 0;
 }
 
@@ -640,17 +790,36 @@ static const struct store_backend sqlite_backend = {
     .get_setting = sqlite_get_setting,
     .set_setting_once = sqlite_set_setting_once,
     .ping = sqlite_ping,
+    .add_visits = store__sqlite_add_visits,
+    .expire_links = store__sqlite_expire_links,
+    .list_links = store__sqlite_list_links,
+    .link_stats = store__sqlite_link_stats,
+    .list_keys = store__sqlite_list_keys,
 };
 
 static int prepare_statements(struct sqlite_store *s, const char *path, char *error,
                               size_t error_len)
 {
+    const char *const *const tables[] = {store__sqlite_core_sql, store__sqlite_links_sql,
+                                         store__sqlite_keys_sql, store__sqlite_stats_sql};
+    const char *sql;
+    size_t t;
     int rc;
     int i;
 
     for (i = 0; i < STMT_COUNT; i++) {
-        rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                                NULL);
+        sql = NULL;
+        for (t = 0; t < sizeof(tables) / sizeof(tables[0]) && sql == NULL; t++)
+            sql = tables[t][i];
+        if (sql == NULL) {
+            store__format_error(error, error_len,
+                                "preparing statements for database %s failed: statement %d "
+                                "has no SQL",
+                                path, i);
+            return -EIO;
+        }
+
+        rc = sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i], NULL);
         if (rc != SQLITE_OK) {
             store__format_error(error, error_len, "preparing statements for database %s failed: %s",
                                 path, store__sqlite_message(s->db, rc));

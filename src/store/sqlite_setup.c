@@ -70,6 +70,32 @@ static const char *const migrations[] = {
     " name TEXT NOT NULL PRIMARY KEY,"
     " value BLOB NOT NULL"
     ") STRICT;",
+
+    /*
+     * 2: aliases, cache lifetimes, expiry marks, referrer statistics and key
+     * rate limits. cache_max_age is in seconds and NULL when unset. A query
+     * can use a partial index only when its WHERE clause contains every term
+     * of the index's WHERE clause, so the queries in sqlite_links.c and
+     * sqlite.c repeat these terms word for word.
+     */
+    "ALTER TABLE links ADD COLUMN is_alias INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE links ADD COLUMN cache_max_age INTEGER;"
+    "ALTER TABLE links ADD COLUMN expired_at INTEGER;"
+    "CREATE INDEX links_dedupe ON links (url_hash)"
+    " WHERE deleted_at IS NULL AND is_alias = 0 AND expires_at IS NULL"
+    " AND max_visits IS NULL;"
+    "CREATE INDEX links_owner ON links (owner_key_id, id) WHERE owner_key_id IS NOT NULL;"
+    "CREATE INDEX links_expiry ON links (expires_at)"
+    " WHERE deleted_at IS NULL AND expires_at IS NOT NULL AND expired_at IS NULL;"
+    "CREATE TABLE visits_referrers ("
+    " link_id INTEGER NOT NULL REFERENCES links (id),"
+    " day INTEGER NOT NULL,"
+    " host TEXT NOT NULL,"
+    " count INTEGER NOT NULL,"
+    " PRIMARY KEY (link_id, day, host)"
+    ") STRICT, WITHOUT ROWID;"
+    "ALTER TABLE api_keys ADD COLUMN rate INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE api_keys ADD COLUMN burst INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -8,6 +8,7 @@
 #include "store/store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,4 +150,84 @@ int store_set_setting_once(struct store *store, const char *name, const void *va
 int store_ping(struct store *store)
 {
     return store->backend->ping(store);
+}
+
+int store_add_visits(struct store *store, const struct store_visit *visits, size_t count)
+{
+    size_t i;
+
+    if (count == 0)
+        return 0;
+    if (visits == NULL)
+        return -EINVAL;
+
+    /* Totals are SQL INTEGERs, so one entry adds at most INT64_MAX. */
+    for (i = 0; i < count; i++) {
+        const struct store_visit *visit = &visits[i];
+
+        if (visit->code_len == 0 || visit->code_len > STORE_CODE_MAX || visit->count == 0 ||
+            visit->count > INT64_MAX || visit->referrer_len > STORE_HOST_MAX)
+            return -EINVAL;
+    }
+
+    return store->backend->add_visits(store, visits, count);
+}
+
+int store_expire_links(struct store *store, int64_t now, size_t limit,
+                       void (*fn)(const struct store_link *link, void *arg), void *arg)
+{
+    /* expired_at 0 reads back as "not marked", so marking needs a real time. */
+    if (now <= 0)
+        return -EINVAL;
+    if (limit == 0)
+        return 0;
+
+    /* The number marked is returned as an int. */
+    if (limit > INT_MAX)
+        limit = INT_MAX;
+
+    return store->backend->expire_links(store, now, limit, fn, arg);
+}
+
+int store_list_links(struct store *store, int64_t owner_key_id, int64_t before_id, size_t limit,
+                     int (*fn)(const struct store_link *link, void *arg), void *arg)
+{
+    /* Key ids start at 1, and 0 is the "no owner" of store_link, which selects no key. */
+    if (fn == NULL || owner_key_id == 0 || owner_key_id < -1 || before_id < 0)
+        return -EINVAL;
+    if (limit == 0)
+        return 0;
+
+    if (before_id == 0)
+        before_id = INT64_MAX;
+    if (limit > INT_MAX)
+        limit = INT_MAX;
+
+    return store->backend->list_links(store, owner_key_id, before_id, limit, fn, arg);
+}
+
+int store_link_stats(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
+                     struct store_day_count *days, size_t days_cap, size_t *days_len,
+                     struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len)
+{
+    if (days_len == NULL || hosts_len == NULL || (days == NULL && days_cap > 0) ||
+        (hosts == NULL && hosts_cap > 0))
+        return -EINVAL;
+
+    *days_len = 0;
+    *hosts_len = 0;
+    if (from_day > to_day)
+        return 0;
+
+    return store->backend->link_stats(store, link_id, from_day, to_day, days, days_cap, days_len,
+                                      hosts, hosts_cap, hosts_len);
+}
+
+int store_list_keys(struct store *store, int (*fn)(const struct store_key *key, void *arg),
+                    void *arg)
+{
+    if (fn == NULL)
+        return -EINVAL;
+
+    return store->backend->list_keys(store, fn, arg);
 }

@@ -237,7 +237,8 @@ int store_expire_links(struct store *store, int64_t now, size_t limit,
  * Calls fn for up to limit live links, newest first (descending id),
  * starting below before_id (0 to start with the newest). owner_key_id selects
  * the links of one key, or every link when it is -1. fn returns 0 to go on
- * or non-zero to stop; link.url is valid only during the call. Returns the
+ * or non-zero to stop; link.url is valid only during the call. fn runs while
+ * the read is in progress, so it must not use this connection. Returns the
  * number of links passed to fn, or an error.
  */
 int store_list_links(struct store *store, int64_t owner_key_id, int64_t before_id, size_t limit,
@@ -268,7 +269,8 @@ int store_link_stats(struct store *store, int64_t link_id, int32_t from_day, int
 
 /*
  * Calls fn for every API key, revoked ones included, in ascending id order.
- * fn returns 0 to go on or non-zero to stop. Returns the number of keys
+ * fn returns 0 to go on or non-zero to stop. fn runs while the read is in
+ * progress, so it must not use this connection. Returns the number of keys
  * passed to fn, or an error.
  */
 int store_list_keys(struct store *store, int (*fn)(const struct store_key *key, void *arg),

@@ -4,7 +4,8 @@
  * Each test runs in its own folder, made by mkdtemp under /tmp and removed
  * afterwards. The database goes into a "data" subfolder that store_open has
  * to create. Some tests read the file through a separate sqlite3 connection
- * to check what the store wrote.
+ * to check what the store wrote. The helpers for both are in
+ * store_fixture.h, shared with the other test_store_sqlite_*.c programs.
  *
  * Fault injection:
  * - Disk full: an SQLite auto-extension (sqlite3_auto_extension) hands the
@@ -43,175 +44,7 @@
 #include "store/sqlite_setup.h"
 #include "store/store.h"
 
-#define assert_contains(text, part)                                                                \
-    do {                                                                                           \
-        if (strstr((text), (part)) == NULL)                                                        \
-            fail_msg("\"%s\" does not contain \"%s\"", (text), (part));                            \
-    } while (0)
-
-#define assert_not_contains(text, part)                                                            \
-    do {                                                                                           \
-        if (strstr((text), (part)) != NULL)                                                        \
-            fail_msg("\"%s\" contains \"%s\"", (text), (part));                                    \
-    } while (0)
-
-struct fixture {
-    char dir[64];   /* the test's own folder */
-    char path[256]; /* the database file, in a subfolder not yet created */
-};
-
-static int remove_entry(const char *path, const struct stat *info, int type, struct FTW *walk)
-{
-    return remove(path);
-}
-
-static int setup(void **state)
-{
-    struct fixture *fixture = calloc(1, sizeof(*fixture));
-
-    if (fixture == NULL)
-        return -1;
-    strcpy(fixture->dir, "/tmp/shortd-store-test-XXXXXX");
-    if (mkdtemp(fixture->dir) == NULL) {
-        free(fixture);
-        return -1;
-    }
-    (void)snprintf(fixture->path, sizeof(fixture->path), "%s/data/shortd.db", fixture->dir);
-    *state = fixture;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    struct fixture *fixture = *state;
-    int rc = nftw(fixture->dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-
-    free(fixture);
-    return rc;
-}
-
-static struct store *open_store(const char *path)
-{
-    char error[STORE_ERROR_MAX] = "";
-    struct store *store = NULL;
-    int rc = store_open(path, &store, error, sizeof(error));
-
-    if (rc != 0)
-        fail_msg("store_open(%s) returned %d: %s", path, rc, error);
-    return store;
-}
-
-/* Fills link with the fields a create needs; url must outlive the link. */
-static void fill_link(struct store_link *link, int64_t id, const char *code, const char *url,
-                      size_t url_len)
-{
-    memset(link, 0, sizeof(*link));
-    link->id = id;
-    link->code_len = strlen(code);
-    memcpy(link->code, code, link->code_len + 1);
-    link->url = (char *)url;
-    link->url_len = url_len;
-    link->created_at = 1700000000000 + id;
-    link->redirect_status = 301;
-}
-
-static void fill_create(struct store_op *op, int64_t id, const char *code, const char *url)
-{
-    memset(op, 0, sizeof(*op));
-    op->kind = STORE_OP_CREATE;
-    fill_link(&op->link, id, code, url, strlen(url));
-    op->now = op->link.created_at;
-    op->result = 1; /* neither 0 nor an errno, so a result left unset fails the checks */
-}
-
-static void fill_delete(struct store_op *op, const char *code, int64_t now)
-{
-    memset(op, 0, sizeof(*op));
-    op->kind = STORE_OP_DELETE;
-    op->link.code_len = strlen(code);
-    memcpy(op->link.code, code, op->link.code_len + 1);
-    op->now = now;
-    op->result = 1;
-}
-
-static void create_link(struct store *store, int64_t id, const char *code, const char *url)
-{
-    struct store_op op;
-
-    fill_create(&op, id, code, url);
-    assert_int_equal(store_apply(store, &op, 1), 0);
-    assert_int_equal(op.result, 0);
-}
-
-static int get_link(struct store *store, const char *code, struct store_link *link)
-{
-    return store_get_link(store, code, strlen(code), link);
-}
-
-/* Runs a one-value query on the database through its own raw connection. */
-static int64_t query_integer(const char *path, const char *sql)
-{
-    sqlite3_stmt *stmt;
-    sqlite3 *db;
-    int64_t value;
-
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    value = sqlite3_column_int64(stmt, 0);
-    assert_int_equal(sqlite3_finalize(stmt), SQLITE_OK);
-    assert_int_equal(sqlite3_close(db), SQLITE_OK);
-    return value;
-}
-
-static void execute_sql(const char *path, const char *sql)
-{
-    char *message = NULL;
-    sqlite3 *db;
-    int rc;
-
-    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
-    rc = sqlite3_exec(db, sql, NULL, NULL, &message);
-    if (rc != SQLITE_OK)
-        fail_msg("%s failed: %s", sql, message != NULL ? message : sqlite3_errstr(rc));
-    assert_int_equal(sqlite3_close(db), SQLITE_OK);
-}
-
-/* The connection most recently opened in this process, set by capture_connection. */
-static sqlite3 *captured_db;
-
-static int capture_connection(sqlite3 *db, char **message, const sqlite3_api_routines *api)
-{
-    captured_db = db;
-    return SQLITE_OK;
-}
-
-/* Opens a store and returns the sqlite3 handle of its connection in *db. */
-static struct store *open_store_with_handle(const char *path, sqlite3 **db)
-{
-    struct store *store;
-
-    captured_db = NULL;
-    assert_int_equal(sqlite3_auto_extension((void (*)(void))capture_connection), SQLITE_OK);
-    store = open_store(path);
-    assert_int_equal(sqlite3_cancel_auto_extension((void (*)(void))capture_connection), 1);
-    assert_non_null(captured_db);
-    *db = captured_db;
-    return store;
-}
-
-/* Runs a one-value query on an open connection. */
-static int64_t query_connection(sqlite3 *db, const char *sql)
-{
-    sqlite3_stmt *stmt;
-    int64_t value;
-
-    assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &stmt, NULL), SQLITE_OK);
-    assert_int_equal(sqlite3_step(stmt), SQLITE_ROW);
-    value = sqlite3_column_int64(stmt, 0);
-    assert_int_equal(sqlite3_finalize(stmt), SQLITE_OK);
-    return value;
-}
+#include "store_fixture.h"
 
 static void store_open_creates_folder_and_file(void **state)
 {
@@ -267,7 +100,7 @@ static void store_reopen_is_idempotent(void **state)
 static void user_version_counts_migrations(void **state)
 {
     struct fixture *fixture = *state;
-    const char *tables[] = {"links", "visits_daily", "api_keys", "settings"};
+    const char *tables[] = {"links", "visits_daily", "visits_referrers", "api_keys", "settings"};
     char sql[160];
     size_t i;
 
@@ -390,6 +223,144 @@ static void newer_schema_is_rejected(void **state)
     assert_int_equal(query_integer(fixture->path, "PRAGMA user_version"), newer);
 }
 
+/*
+ * The schema of version 1 as shortd created it, kept here unchanged so that
+ * the upgrade test starts from the tables that databases in use have.
+ */
+static const char version_1_schema[] = "CREATE TABLE api_keys ("
+                                       " id INTEGER PRIMARY KEY,"
+                                       " key_hash BLOB NOT NULL UNIQUE,"
+                                       " name TEXT,"
+                                       " created_at INTEGER NOT NULL,"
+                                       " revoked_at INTEGER"
+                                       ") STRICT;"
+                                       "CREATE TABLE links ("
+                                       " id INTEGER PRIMARY KEY,"
+                                       " code TEXT NOT NULL UNIQUE,"
+                                       " url TEXT NOT NULL,"
+                                       " url_hash INTEGER NOT NULL,"
+                                       " created_at INTEGER NOT NULL,"
+                                       " expires_at INTEGER,"
+                                       " max_visits INTEGER,"
+                                       " visits INTEGER NOT NULL DEFAULT 0,"
+                                       " redirect_status INTEGER NOT NULL,"
+                                       " owner_key_id INTEGER REFERENCES api_keys (id),"
+                                       " deleted_at INTEGER"
+                                       ") STRICT;"
+                                       "CREATE TABLE visits_daily ("
+                                       " link_id INTEGER NOT NULL REFERENCES links (id),"
+                                       " day INTEGER NOT NULL,"
+                                       " count INTEGER NOT NULL,"
+                                       " PRIMARY KEY (link_id, day)"
+                                       ") STRICT, WITHOUT ROWID;"
+                                       "CREATE TABLE settings ("
+                                       " name TEXT NOT NULL PRIMARY KEY,"
+                                       " value BLOB NOT NULL"
+                                       ") STRICT;"
+                                       "PRAGMA user_version = 1;";
+
+static int copy_first_key(const struct store_key *key, void *arg)
+{
+    *(struct store_key *)arg = *key;
+    return 1;
+}
+
+static void version_1_database_upgrades_in_place(void **state)
+{
+    struct fixture *fixture = *state;
+    const char *plain_url = "https://example.com/plain";
+    struct store_day_count days[4];
+    struct store_host_count hosts[2];
+    struct store_key key;
+    struct store_link link;
+    struct store_op op;
+    struct store *store;
+    char folder[96];
+    char sql[512];
+    size_t days_len = 99;
+    size_t hosts_len = 99;
+    sqlite3 *db;
+    int i;
+
+    (void)snprintf(folder, sizeof(folder), "%s/data", fixture->dir);
+    assert_int_equal(mkdir(folder, 0755), 0);
+    assert_int_equal(sqlite3_open(fixture->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, version_1_schema, NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+    execute_sql(fixture->path, "INSERT INTO api_keys (id, key_hash, name, created_at)"
+                               " VALUES (3, zeroblob(32), 'ops', 1600000000000);"
+                               "INSERT INTO links (id, code, url, url_hash, created_at, expires_at,"
+                               " max_visits, visits, redirect_status, owner_key_id, deleted_at)"
+                               " VALUES (1, 'owned', 'https://example.com/owned', 11,"
+                               " 1600000000001, 1900000000000, 50, 5, 302, 3, 1600000000009);"
+                               "INSERT INTO visits_daily (link_id, day, count)"
+                               " VALUES (1, 19000, 4), (1, 19001, 1);");
+    (void)snprintf(sql, sizeof(sql),
+                   "INSERT INTO links (id, code, url, url_hash, created_at, redirect_status)"
+                   " VALUES (2, 'plain', '%s', %lld, 1600000000002, 301)",
+                   plain_url, (long long)expected_url_hash(plain_url, strlen(plain_url)));
+    execute_sql(fixture->path, sql);
+    assert_int_equal(query_integer(fixture->path, "PRAGMA user_version"), 1);
+
+    store = open_store(fixture->path);
+    assert_int_equal(query_integer(fixture->path, "PRAGMA user_version"), 2);
+    assert_int_equal(query_integer(fixture->path,
+                                   "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
+                                   " name IN ('links_dedupe', 'links_owner', 'links_expiry')"),
+                     3);
+    assert_int_equal(
+        query_integer(
+            fixture->path,
+            "SELECT strict AND wr FROM pragma_table_list WHERE name = 'visits_referrers'"),
+        1);
+
+    /* The old rows keep every value and read the new columns' defaults. */
+    assert_int_equal(get_link(store, "owned", &link), 0);
+    assert_int_equal(link.id, 1);
+    assert_string_equal(link.url, "https://example.com/owned");
+    assert_int_equal(link.created_at, 1600000000001);
+    assert_int_equal(link.expires_at, 1900000000000);
+    assert_int_equal(link.max_visits, 50);
+    assert_int_equal(link.visits, 5);
+    assert_int_equal(link.redirect_status, 302);
+    assert_int_equal(link.owner_key_id, 3);
+    assert_int_equal(link.deleted_at, 1600000000009);
+    assert_int_equal(link.cache_max_age, -1);
+    assert_false(link.is_alias);
+    assert_int_equal(link.expired_at, 0);
+    store_link_clear(&link);
+
+    memset(&key, 0xff, sizeof(key));
+    assert_int_equal(store_list_keys(store, copy_first_key, &key), 1);
+    assert_int_equal(key.id, 3);
+    assert_string_equal(key.name, "ops");
+    assert_int_equal(key.created_at, 1600000000000);
+    assert_int_equal(key.revoked_at, 0);
+    assert_int_equal(key.rate, 0);
+    assert_int_equal(key.burst, 0);
+    for (i = 0; i < STORE_KEY_HASH_BYTES; i++)
+        assert_int_equal(key.hash[i], 0);
+
+    assert_int_equal(
+        store_link_stats(store, 1, 19000, 19001, days, 4, &days_len, hosts, 2, &hosts_len), 0);
+    assert_int_equal(days_len, 2);
+    assert_int_equal(days[0].day, 19000);
+    assert_int_equal(days[0].count, 4);
+    assert_int_equal(days[1].day, 19001);
+    assert_int_equal(days[1].count, 1);
+    assert_int_equal(hosts_len, 0);
+
+    /* The url_hash written by the old code finds the old link. */
+    fill_create(&op, 10, "new", plain_url);
+    op.link.cache_max_age = -1;
+    op.dedupe = true;
+    assert_int_equal(store_apply(store, &op, 1), 0);
+    assert_int_equal(op.result, STORE_DEDUPED);
+    assert_int_equal(op.link.id, 2);
+    assert_string_equal(op.link.code, "plain");
+    store_close(store);
+}
+
 static void non_database_file_is_rejected(void **state)
 {
     struct fixture *fixture = *state;
@@ -449,21 +420,6 @@ static void empty_location_is_invalid(void **state)
     assert_int_equal(store_open("", &store, error, sizeof(error)), -EINVAL);
     assert_null(store);
     assert_contains(error, "empty");
-}
-
-/* Returns the url_hash that the schema defines: BLAKE2b-256, first 8 bytes, little-endian. */
-static int64_t expected_url_hash(const char *url, size_t url_len)
-{
-    unsigned char digest[32];
-    uint64_t value = 0;
-    int i;
-
-    assert_int_equal(
-        crypto_generichash(digest, sizeof(digest), (const unsigned char *)url, url_len, NULL, 0),
-        0);
-    for (i = 7; i >= 0; i--)
-        value = value << 8 | digest[i];
-    return (int64_t)value;
 }
 
 static void create_then_get_returns_every_byte(void **state)
@@ -557,6 +513,53 @@ static void create_then_get_returns_every_byte(void **state)
 
     store_close(store);
     free(long_url);
+}
+
+static void create_then_get_returns_new_fields(void **state)
+{
+    struct fixture *fixture = *state;
+    const int64_t cache_max_ages[] = {-1, 0, 3600};
+    struct store_op ops[4];
+    struct store_link link;
+    struct store *store;
+    char sql[128];
+    size_t i;
+
+    store = open_store(fixture->path);
+    fill_create(&ops[0], 1, "unset", "https://example.com/a");
+    fill_create(&ops[1], 2, "zero", "https://example.com/b");
+    fill_create(&ops[2], 3, "alias", "https://example.com/c");
+    fill_create(&ops[3], 4, "negative", "https://example.com/d");
+    for (i = 0; i < 3; i++)
+        ops[i].link.cache_max_age = cache_max_ages[i];
+    ops[2].link.is_alias = true;
+    ops[2].link.expires_at = 1700000001000;
+    ops[2].link.expired_at = 1700000002000;
+    ops[3].link.cache_max_age = -2;
+    assert_int_equal(store_apply(store, ops, 4), 0);
+    assert_int_equal(ops[3].result, -EINVAL);
+
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(ops[i].result, 0);
+        assert_int_equal(get_link(store, ops[i].link.code, &link), 0);
+        assert_int_equal(link.cache_max_age, cache_max_ages[i]);
+        assert_int_equal(link.is_alias, i == 2);
+        assert_int_equal(link.expired_at, i == 2 ? 1700000002000 : 0);
+        store_link_clear(&link);
+    }
+
+    /* An unset cache_max_age (-1) is stored as NULL, while 0 s is a value of its own. */
+    assert_int_equal(query_integer(fixture->path, "SELECT count(*) FROM links WHERE id = 1 AND"
+                                                  " cache_max_age IS NULL AND is_alias = 0 AND"
+                                                  " expired_at IS NULL"),
+                     1);
+    for (i = 2; i <= 3; i++) {
+        (void)snprintf(sql, sizeof(sql), "SELECT cache_max_age FROM links WHERE id = %zu", i);
+        assert_int_equal(query_integer(fixture->path, sql), cache_max_ages[i - 1]);
+    }
+    assert_int_equal(query_integer(fixture->path, "SELECT is_alias FROM links WHERE id = 3"), 1);
+    assert_int_equal(query_integer(fixture->path, "SELECT count(*) FROM links WHERE id = 4"), 0);
+    store_close(store);
 }
 
 static void get_unknown_code_returns_enoent(void **state)
@@ -1182,10 +1185,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(connection_uses_durable_settings, setup, teardown),
         cmocka_unit_test_setup_teardown(sqlite_special_names_stay_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(newer_schema_is_rejected, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_1_database_upgrades_in_place, setup, teardown),
         cmocka_unit_test_setup_teardown(non_database_file_is_rejected, setup, teardown),
         cmocka_unit_test(postgres_url_is_not_supported),
         cmocka_unit_test(empty_location_is_invalid),
         cmocka_unit_test_setup_teardown(create_then_get_returns_every_byte, setup, teardown),
+        cmocka_unit_test_setup_teardown(create_then_get_returns_new_fields, setup, teardown),
         cmocka_unit_test_setup_teardown(get_unknown_code_returns_enoent, setup, teardown),
         cmocka_unit_test_setup_teardown(apply_reports_duplicate_codes_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(apply_delete_reports_each_case, setup, teardown),

@@ -1,0 +1,165 @@
+/*
+ * Private interface between the files of the SQLite backend: sqlite.c (the
+ * connection, store_apply for links, single-link reads, settings and ids),
+ * sqlite_links.c (expiry sweep and listing), sqlite_keys.c (API keys) and
+ * sqlite_stats.c (visit counts and statistics).
+ *
+ * Every statement of a connection is prepared once at open and kept in
+ * struct sqlite_store. Each file defines the SQL of its own statements in a
+ * table indexed by enum statement_id, so the SQL stays beside the code that
+ * binds its parameters. sqlite.c prepares the entries of all four tables.
+ *
+ * Only the backend files and the tests include this header.
+ */
+#ifndef SHORTD_STORE_SQLITE_INTERNAL_H
+#define SHORTD_STORE_SQLITE_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/backend.h"
+#include "store/store.h"
+
+/*
+ * Columns of links in the order store__sqlite_read_link expects. Every
+ * statement that returns links selects exactly these.
+ */
+#define SQLITE_LINK_COLUMNS                                                                        \
+    "id, code, url, created_at, expires_at, max_visits, visits, redirect_status, owner_key_id,"    \
+    " deleted_at, cache_max_age, is_alias, expired_at"
+
+enum statement_id {
+    /* sqlite.c */
+    STMT_BEGIN,
+    STMT_BEGIN_READ,
+    STMT_COMMIT,
+    STMT_INSERT_LINK,
+    STMT_FIND_DUPLICATE,
+    STMT_DELETE_LINK,
+    STMT_FIND_LINK,
+    STMT_GET_LINK,
+    STMT_GET_SETTING,
+    STMT_PUT_SETTING,
+    STMT_ADD_SETTING,
+    STMT_PING,
+    /* sqlite_links.c */
+    STMT_SELECT_EXPIRED,
+    STMT_MARK_EXPIRED,
+    STMT_LIST_LINKS,
+    STMT_LIST_OWNER_LINKS,
+    /* sqlite_keys.c */
+    STMT_INSERT_KEY,
+    STMT_REVOKE_KEY,
+    STMT_FIND_KEY,
+    STMT_LIST_KEYS,
+    /* sqlite_stats.c */
+    STMT_ADD_LINK_VISITS,
+    STMT_ADD_DAY_VISITS,
+    STMT_ADD_REFERRER_VISITS,
+    STMT_SELECT_DAYS,
+    STMT_SELECT_HOSTS,
+    STMT_COUNT,
+};
+
+/* SQL of the statements each file runs; the other entries are NULL. */
+extern const char *const store__sqlite_core_sql[STMT_COUNT];
+extern const char *const store__sqlite_links_sql[STMT_COUNT];
+extern const char *const store__sqlite_keys_sql[STMT_COUNT];
+extern const char *const store__sqlite_stats_sql[STMT_COUNT];
+
+/* A CREATE of the current batch that found an equal link (see store_op.dedupe). */
+struct dedupe_hit {
+    size_t index;           /* of the op in the batch */
+    struct store_link link; /* the existing link; url is unused */
+};
+
+struct sqlite_store {
+    struct store base; /* first, so that a struct store * converts to this type */
+    sqlite3 *db;
+    sqlite3_stmt *stmt[STMT_COUNT];
+
+    /*
+     * The dedupe hits of the batch being applied, copied into the ops only
+     * after COMMIT, so that the ops of a failed batch keep the caller's
+     * links. The array is kept between batches and grows to the largest
+     * number of hits in one batch.
+     */
+    struct dedupe_hit *hits;
+    size_t hits_len;
+    size_t hits_cap;
+};
+
+static inline struct sqlite_store *store__sqlite_from(struct store *store)
+{
+    return (struct sqlite_store *)store;
+}
+
+/*
+ * Records "<operation> failed: <SQLite's message>" as the connection's last
+ * error and returns the errno for code. Call it before any other call on the
+ * connection, which would replace SQLite's message.
+ */
+int store__sqlite_fail(struct sqlite_store *s, int code, const char *format, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Steps a statement once and resets it; returns SQLITE_DONE, SQLITE_ROW or an error code. */
+int store__sqlite_run(struct sqlite_store *s, enum statement_id statement);
+
+/* Starts a write transaction with BEGIN IMMEDIATE; returns SQLITE_DONE or an error code. */
+int store__sqlite_begin_write(struct sqlite_store *s);
+
+/* Ends a failed transaction, if SQLite has not ended it already. */
+void store__sqlite_roll_back(struct sqlite_store *s);
+
+/* Binds value, or NULL when value is 0, the "none" of store.h. */
+int store__sqlite_bind_optional(sqlite3_stmt *stmt, int index, int64_t value);
+
+/*
+ * Copies a code for a log message, with every byte outside printable ASCII
+ * replaced by '?', so that a code from a request cannot forge log lines.
+ */
+const char *store__sqlite_printable_code(const char *code, size_t code_len,
+                                         char out[STORE_CODE_MAX + 1]);
+
+/*
+ * Copies the current row of a statement that selects SQLITE_LINK_COLUMNS
+ * into *link, except url and url_len, which it leaves as they are. Returns 0,
+ * or -EILSEQ with the connection's error set when the stored code is empty or
+ * too long.
+ */
+int store__sqlite_read_link(struct sqlite_store *s, sqlite3_stmt *stmt, struct store_link *link);
+
+/*
+ * Like store__sqlite_read_link, and also copies the URL into link->url,
+ * which the caller frees with store_link_clear. Returns 0, -EILSEQ or
+ * -ENOMEM.
+ */
+int store__sqlite_read_link_copy(struct sqlite_store *s, sqlite3_stmt *stmt,
+                                 struct store_link *link);
+
+/*
+ * Apply KEY_CREATE and KEY_REVOKE ops inside store_apply's transaction
+ * (sqlite_keys.c). Each sets op->result and returns 0 when the op succeeded
+ * or failed alone, or returns a negative errno when the whole batch must
+ * fail. index and count place the op in its batch for the error message.
+ */
+int store__sqlite_create_key(struct sqlite_store *s, struct store_op *op, size_t index,
+                             size_t count);
+int store__sqlite_revoke_key(struct sqlite_store *s, struct store_op *op, size_t index,
+                             size_t count);
+
+/* Backend functions with the contracts of the store.h functions of the same names. */
+int store__sqlite_expire_links(struct store *store, int64_t now, size_t limit,
+                               void (*fn)(const struct store_link *link, void *arg), void *arg);
+int store__sqlite_list_links(struct store *store, int64_t owner_key_id, int64_t before_id,
+                             size_t limit, int (*fn)(const struct store_link *link, void *arg),
+                             void *arg);
+int store__sqlite_list_keys(struct store *store, int (*fn)(const struct store_key *key, void *arg),
+                            void *arg);
+int store__sqlite_add_visits(struct store *store, const struct store_visit *visits, size_t count);
+int store__sqlite_link_stats(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
+                             struct store_day_count *days, size_t days_cap, size_t *days_len,
+                             struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len);
+
+#endif
