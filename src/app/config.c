@@ -212,6 +212,7 @@ static int parse_schemes(struct config *config, const char *text, FILE *err, con
 static int parse_listen(struct config *config, const char *text, FILE *err, const char *source)
 {
     const char *colon, *host = text, *port;
+    uint64_t port_number;
     size_t host_len;
 
     /* [v6]:port, host:port or :port */
@@ -230,9 +231,9 @@ static int parse_listen(struct config *config, const char *text, FILE *err, cons
         port = colon + 1;
     }
 
-    if (host_len >= sizeof(config->listen_host) || strlen(port) == 0 ||
-        strlen(port) >= sizeof(config->listen_port) || strspn(port, "0123456789") != strlen(port) ||
-        atoi(port) > 65535)
+    /* Not atoi, because it wraps 4294967296 to 0, which would pass the limit. */
+    if (host_len >= sizeof(config->listen_host) || strlen(port) >= sizeof(config->listen_port) ||
+        parse_uint(port, &port_number) < 0 || port_number > 65535)
         goto invalid;
 
     memcpy(config->listen_host, host, host_len);
