@@ -179,20 +179,24 @@ static int parse_schemes(struct config *config, const char *text, FILE *err, con
 
     for (cursor = config->schemes_text; (token = strtok_r(cursor, ",", &save)) != NULL;
          cursor = NULL) {
+        /* Spaces around an item are dropped, and a space inside it makes it invalid. */
         while (*token == ' ')
             token++;
-        for (i = 0; token[i] != '\0'; i++) {
-            token[i] = (char)tolower((unsigned char)token[i]);
-            if (!isalnum((unsigned char)token[i]) && token[i] != '+' && token[i] != '-' &&
-                token[i] != '.' && token[i] != ' ') {
-                fprintf(err, "shortd: %s: invalid scheme \"%s\"\n", source, token);
-                return -EINVAL;
-            }
-        }
+        i = strlen(token);
         while (i > 0 && token[i - 1] == ' ')
             token[--i] = '\0';
         if (i == 0)
             continue;
+
+        for (i = 0; token[i] != '\0'; i++) {
+            if (!isalnum((unsigned char)token[i]) && token[i] != '+' && token[i] != '-' &&
+                token[i] != '.') {
+                fprintf(err, "shortd: %s: invalid scheme \"%s\"\n", source, token);
+                return -EINVAL;
+            }
+        }
+        for (i = 0; token[i] != '\0'; i++)
+            token[i] = (char)tolower((unsigned char)token[i]);
         if (config->scheme_count == CONFIG_SCHEMES_MAX) {
             fprintf(err, "shortd: %s: at most %d schemes are allowed\n", source,
                     CONFIG_SCHEMES_MAX);
