@@ -306,10 +306,13 @@ static int apply(struct config *config, const struct option *o, const char *text
             return -EINVAL;
         }
         if (value < o->min || value > o->max) {
-            fprintf(err, "shortd: %s: %s is out of range; allowed: %llu to %llu%s\n", source, text,
-                    (unsigned long long)(o->type == TYPE_SECONDS ? o->min / 1000 : o->min),
-                    (unsigned long long)(o->type == TYPE_SECONDS ? o->max / 1000 : o->max),
-                    o->type == TYPE_SECONDS ? " seconds" : "");
+            /* %g, because whole seconds would show the 1 ms minimum of a timeout as 0. */
+            if (o->type == TYPE_SECONDS)
+                fprintf(err, "shortd: %s: %s is out of range; allowed: %g to %g seconds\n", source,
+                        text, (double)o->min / 1000, (double)o->max / 1000);
+            else
+                fprintf(err, "shortd: %s: %s is out of range; allowed: %llu to %llu\n", source,
+                        text, (unsigned long long)o->min, (unsigned long long)o->max);
             return -EINVAL;
         }
         if (o->size == sizeof(uint64_t))
