@@ -505,13 +505,17 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
         name_len = strcspn(arg, "=");
         o = find_option(arg, name_len);
         if (o == NULL) {
-            if (strncmp(arg, "admin-key", 9) == 0)
+            if (strncmp(arg, "admin-key", 9) == 0) {
                 fprintf(err, "shortd: the admin key is not accepted as a flag, because flags "
                              "show in the process list; set SHORTD_ADMIN_KEY or "
                              "SHORTD_ADMIN_KEY_FILE\n");
-            else
+                /* The key may be the next argument, so skip it to keep it out of the errors. */
+                if (strcmp(arg, "admin-key") == 0 && i + 1 < argc)
+                    i++;
+            } else {
                 fprintf(err, "shortd: unknown option --%.*s; see shortd --help\n", (int)name_len,
                         arg);
+            }
             status = -EINVAL;
             continue;
         }
