@@ -179,20 +179,24 @@ static int parse_schemes(struct config *config, const char *text, FILE *err, con
 
     for (cursor = config->schemes_text; (token = strtok_r(cursor, ",", &save)) != NULL;
          cursor = NULL) {
+        /* Spaces around an item are dropped, and a space inside it makes it invalid. */
         while (*token == ' ')
             token++;
-        for (i = 0; token[i] != '\0'; i++) {
-            token[i] = (char)tolower((unsigned char)token[i]);
-            if (!isalnum((unsigned char)token[i]) && token[i] != '+' && token[i] != '-' &&
-                token[i] != '.' && token[i] != ' ') {
-                fprintf(err, "shortd: %s: invalid scheme \"%s\"\n", source, token);
-                return -EINVAL;
-            }
-        }
+        i = strlen(token);
         while (i > 0 && token[i - 1] == ' ')
             token[--i] = '\0';
         if (i == 0)
             continue;
+
+        for (i = 0; token[i] != '\0'; i++) {
+            if (!isalnum((unsigned char)token[i]) && token[i] != '+' && token[i] != '-' &&
+                token[i] != '.') {
+                fprintf(err, "shortd: %s: invalid scheme \"%s\"\n", source, token);
+                return -EINVAL;
+            }
+        }
+        for (i = 0; token[i] != '\0'; i++)
+            token[i] = (char)tolower((unsigned char)token[i]);
         if (config->scheme_count == CONFIG_SCHEMES_MAX) {
             fprintf(err, "shortd: %s: at most %d schemes are allowed\n", source,
                     CONFIG_SCHEMES_MAX);
@@ -212,6 +216,7 @@ static int parse_schemes(struct config *config, const char *text, FILE *err, con
 static int parse_listen(struct config *config, const char *text, FILE *err, const char *source)
 {
     const char *colon, *host = text, *port;
+    uint64_t port_number;
     size_t host_len;
 
     /* [v6]:port, host:port or :port */
@@ -230,9 +235,9 @@ static int parse_listen(struct config *config, const char *text, FILE *err, cons
         port = colon + 1;
     }
 
-    if (host_len >= sizeof(config->listen_host) || strlen(port) == 0 ||
-        strlen(port) >= sizeof(config->listen_port) || strspn(port, "0123456789") != strlen(port) ||
-        atoi(port) > 65535)
+    /* Not atoi, because it wraps 4294967296 to 0, which would pass the limit. */
+    if (host_len >= sizeof(config->listen_host) || strlen(port) >= sizeof(config->listen_port) ||
+        parse_uint(port, &port_number) < 0 || port_number > 65535)
         goto invalid;
 
     memcpy(config->listen_host, host, host_len);
@@ -301,10 +306,13 @@ static int apply(struct config *config, const struct option *o, const char *text
             return -EINVAL;
         }
         if (value < o->min || value > o->max) {
-            fprintf(err, "shortd: %s: %s is out of range; allowed: %llu to %llu%s\n", source, text,
-                    (unsigned long long)(o->type == TYPE_SECONDS ? o->min / 1000 : o->min),
-                    (unsigned long long)(o->type == TYPE_SECONDS ? o->max / 1000 : o->max),
-                    o->type == TYPE_SECONDS ? " seconds" : "");
+            /* %g, because whole seconds would show the 1 ms minimum of a timeout as 0. */
+            if (o->type == TYPE_SECONDS)
+                fprintf(err, "shortd: %s: %s is out of range; allowed: %g to %g seconds\n", source,
+                        text, (double)o->min / 1000, (double)o->max / 1000);
+            else
+                fprintf(err, "shortd: %s: %s is out of range; allowed: %llu to %llu\n", source,
+                        text, (unsigned long long)o->min, (unsigned long long)o->max);
             return -EINVAL;
         }
         if (o->size == sizeof(uint64_t))
@@ -497,13 +505,17 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
         name_len = strcspn(arg, "=");
         o = find_option(arg, name_len);
         if (o == NULL) {
-            if (strncmp(arg, "admin-key", 9) == 0)
+            if (strncmp(arg, "admin-key", 9) == 0) {
                 fprintf(err, "shortd: the admin key is not accepted as a flag, because flags "
                              "show in the process list; set SHORTD_ADMIN_KEY or "
                              "SHORTD_ADMIN_KEY_FILE\n");
-            else
+                /* The key may be the next argument, so skip it to keep it out of the errors. */
+                if (strcmp(arg, "admin-key") == 0 && i + 1 < argc)
+                    i++;
+            } else {
                 fprintf(err, "shortd: unknown option --%.*s; see shortd --help\n", (int)name_len,
                         arg);
+            }
             status = -EINVAL;
             continue;
         }
