@@ -28,6 +28,10 @@ enum value_type {
     TYPE_STATUS,   /* 301, 302, 307 or 308 */
     TYPE_LEVEL,
     TYPE_SCHEMES,
+    TYPE_BOOL,     /* true, false, yes, no, on, off, 1 or 0 */
+    TYPE_RATE,     /* requests per second, fractions allowed, stored in thousandths */
+    TYPE_AGE,      /* seconds, or "none"; stored as int64, -1 for none */
+    TYPE_RANGES,   /* comma-separated CIDR ranges */
 };
 
 struct option {
@@ -90,6 +94,39 @@ static const struct option options[] = {
      "how long an unknown code is remembered as unknown"},
     {"log-level", "SHORTD_LOG_LEVEL", "LEVEL", "info", TYPE_LEVEL, FIELD(log_level), 0, 0,
      "lowest level logged: debug, info, warn or error"},
+    {"flush-interval", "SHORTD_FLUSH_INTERVAL", "SECONDS", "1", TYPE_SECONDS,
+     FIELD(flush_interval_ms), 10, 3600 * 1000,
+     "how often visit counts are written to the store; a crash loses at most this much"},
+    {"cache-max-age", "SHORTD_CACHE_MAX_AGE", "SECONDS", "none", TYPE_AGE, FIELD(cache_max_age),
+     0, 365 * 24 * 3600,
+     "default Cache-Control max-age of redirects; none sends no Cache-Control"},
+    {"anonymous-create", "SHORTD_ANONYMOUS_CREATE", "BOOL", "true", TYPE_BOOL,
+     FIELD(anonymous_create), 0, 0, "whether clients without a key may create links"},
+    {"anonymous-rate", "SHORTD_ANONYMOUS_RATE", "PER_SECOND", "1", TYPE_RATE,
+     FIELD(anonymous_rate), 1, 1000000 * 1000,
+     "creates per second refilled for each client address without a key (IPv6 per /64)"},
+    {"anonymous-burst", "SHORTD_ANONYMOUS_BURST", "N", "20", TYPE_COUNT, FIELD(anonymous_burst), 1,
+     1000000, "creates a client address without a key may make at once"},
+    {"key-rate", "SHORTD_KEY_RATE", "PER_SECOND", "10", TYPE_RATE, FIELD(key_rate), 1,
+     1000000 * 1000, "requests per second refilled for each API key without its own rate"},
+    {"key-burst", "SHORTD_KEY_BURST", "N", "50", TYPE_COUNT, FIELD(key_burst), 1, 1000000,
+     "requests an API key without its own burst may make at once"},
+    {"redirect-rate", "SHORTD_REDIRECT_RATE", "PER_SECOND", "0", TYPE_RATE, FIELD(redirect_rate),
+     0, 1000000 * 1000, "redirects per second refilled for each client address; 0 for no limit"},
+    {"redirect-burst", "SHORTD_REDIRECT_BURST", "N", "100", TYPE_COUNT, FIELD(redirect_burst), 1,
+     1000000, "redirects a client address may make at once when --redirect-rate is set"},
+    {"rate-limit-clients", "SHORTD_RATE_LIMIT_CLIENTS", "N", "100000", TYPE_COUNT,
+     FIELD(rate_limit_clients), 64, 100000000,
+     "clients tracked per rate limit; idle ones are dropped first"},
+    {"trusted-proxy", "SHORTD_TRUSTED_PROXY", "LIST", "none", TYPE_RANGES,
+     FIELD(trusted_proxies_text), 0, 0,
+     "CIDR ranges of proxies whose X-Forwarded-For names the client"},
+    {"event-replay", "SHORTD_EVENT_REPLAY", "N", "1000", TYPE_COUNT, FIELD(event_replay), 0,
+     1000000, "recent events kept for clients that resume with Last-Event-ID"},
+    {"event-queue", "SHORTD_EVENT_QUEUE", "N", "1024", TYPE_COUNT, FIELD(event_queue), 1, 1000000,
+     "events queued per event stream before its client is told of drops"},
+    {"max-subscribers", "SHORTD_MAX_SUBSCRIBERS", "N", "1000", TYPE_COUNT, FIELD(max_subscribers),
+     1, 1000000, "event streams open at once"},
     {"config", "SHORTD_CONFIG", "FILE", "none", TYPE_STRING, FIELD(config_file), 0, 0,
      "file of name = value lines, one per setting"},
 };
@@ -162,6 +199,38 @@ static int parse_seconds(const char *text, uint64_t *ms)
     if (errno != 0 || *end != '\0' || seconds < 0 || seconds > 1e7)
         return -EINVAL;
     *ms = (uint64_t)(seconds * 1000.0 + 0.5);
+    return 0;
+}
+
+/* Parses a decimal number of requests per second into thousandths. */
+static int parse_rate(const char *text, uint64_t *thousandths)
+{
+    uint64_t whole = 0, fraction = 0;
+    unsigned digits = 0;
+    const char *p = text;
+
+    if (!isdigit((unsigned char)*p))
+        return -EINVAL;
+    for (; isdigit((unsigned char)*p); p++) {
+        whole = whole * 10 + (uint64_t)(*p - '0');
+        if (whole > UINT32_MAX)
+            return -EINVAL;
+    }
+    if (*p == '.') {
+        p++;
+        for (; isdigit((unsigned char)*p); p++) {
+            if (++digits > 3)
+                return -EINVAL;
+            fraction = fraction * 10 + (uint64_t)(*p - '0');
+        }
+        if (digits == 0)
+            return -EINVAL;
+        while (digits++ < 3)
+            fraction *= 10;
+    }
+    if (*p != '\0')
+        return -EINVAL;
+    *thousandths = whole * 1000 + fraction;
     return 0;
 }
 
@@ -291,6 +360,57 @@ static int apply(struct config *config, const struct option *o, const char *text
             return -EINVAL;
         }
         config->redirect_status = (int)value;
+        return 0;
+
+    case TYPE_BOOL:
+        if (strcmp(text, "true") == 0 || strcmp(text, "yes") == 0 || strcmp(text, "on") == 0 ||
+            strcmp(text, "1") == 0)
+            *(bool *)(void *)field = true;
+        else if (strcmp(text, "false") == 0 || strcmp(text, "no") == 0 ||
+                 strcmp(text, "off") == 0 || strcmp(text, "0") == 0)
+            *(bool *)(void *)field = false;
+        else {
+            fprintf(err, "shortd: %s: invalid value \"%s\"; use true or false\n", source, text);
+            return -EINVAL;
+        }
+        return 0;
+
+    case TYPE_RANGES:
+        if (strlen(text) >= o->size) {
+            fprintf(err, "shortd: %s: value is longer than %zu bytes\n", source, o->size - 1);
+            return -EINVAL;
+        }
+        memcpy(field, text, strlen(text) + 1);
+        if (strcmp(text, "none") == 0 || text[0] == '\0') {
+            config->trusted_proxies.count = 0;
+            return 0;
+        }
+        return client_parse_ranges(text, &config->trusted_proxies, err);
+
+    case TYPE_AGE:
+        if (strcmp(text, "none") == 0) {
+            config->cache_max_age = -1;
+            return 0;
+        }
+        if (parse_uint(text, &value) < 0 || value > o->max) {
+            fprintf(err,
+                    "shortd: %s: invalid value \"%s\"; expected none or whole seconds up to "
+                    "%llu\n",
+                    source, text, (unsigned long long)o->max);
+            return -EINVAL;
+        }
+        config->cache_max_age = (int64_t)value;
+        return 0;
+
+    case TYPE_RATE:
+        if (parse_rate(text, &value) < 0 || value < o->min || value > o->max) {
+            fprintf(err,
+                    "shortd: %s: invalid rate \"%s\"; expected requests per second such as 1, "
+                    "0.5 or 100, at least %s\n",
+                    source, text, o->min == 0 ? "0" : "0.001");
+            return -EINVAL;
+        }
+        *(uint32_t *)(void *)field = (uint32_t)value;
         return 0;
 
     case TYPE_COUNT:

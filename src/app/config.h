@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "app/client.h"
 #include "app/log.h"
 
 #define CONFIG_SCHEMES_MAX 8
@@ -49,6 +50,22 @@ struct config {
     uint32_t negative_ttl_ms;
     enum log_level log_level;
     char config_file[4096];
+
+    bool anonymous_create;
+    uint32_t anonymous_rate; /* thousandths of a request per second */
+    unsigned anonymous_burst;
+    uint32_t key_rate; /* thousandths of a request per second */
+    unsigned key_burst;
+    uint32_t redirect_rate; /* thousandths of a request per second, 0 for no limit */
+    unsigned redirect_burst;
+    unsigned rate_limit_clients;
+    char trusted_proxies_text[1024];
+    struct client_ranges trusted_proxies;
+    uint32_t flush_interval_ms;
+    int64_t cache_max_age; /* seconds, -1 when unset */
+    unsigned event_replay;
+    unsigned event_queue;
+    unsigned max_subscribers;
 
     char admin_key[256]; /* empty when no admin key is set */
 };

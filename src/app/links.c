@@ -8,48 +8,138 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
+#include "app/datetime.h"
 #include "app/url.h"
 
 static const char *const reserved_segments[] = {"api", "healthz", "readyz", "metrics", "static"};
 
-size_t link_record_encode(enum link_kind kind, int redirect_status, int64_t expires_at,
-                          const char *url, size_t url_len, char *out)
+static void put_u64(char *out, uint64_t value, int bytes)
 {
-    uint16_t status = (uint16_t)redirect_status;
-    uint64_t expires = (uint64_t)expires_at;
     int i;
 
-    out[0] = (char)kind;
-    out[1] = 0;
-    out[2] = (char)(status & 0xff);
-    out[3] = (char)(status >> 8);
-    for (i = 0; i < 8; i++)
-        out[4 + i] = (char)((expires >> (8 * i)) & 0xff);
-    if (url_len > 0)
-        memcpy(out + LINK_RECORD_HEADER, url, url_len);
-    return LINK_RECORD_HEADER + url_len;
+    for (i = 0; i < bytes; i++)
+        out[i] = (char)((value >> (8 * i)) & 0xff);
+}
+
+static uint64_t get_u64(const unsigned char *in, int bytes)
+{
+    uint64_t value = 0;
+    int i;
+
+    for (i = bytes - 1; i >= 0; i--)
+        value = (value << 8) | in[i];
+    return value;
+}
+
+static unsigned record_flags(const struct link_record *record)
+{
+    unsigned flags = 0;
+
+    if (record->expires_at != 0)
+        flags |= LINK_HAS_EXPIRY;
+    if (record->max_visits != 0)
+        flags |= LINK_HAS_LIMIT;
+    if (record->cache_max_age >= 0)
+        flags |= LINK_HAS_CACHE_MAX_AGE;
+    if (record->owner_key_id != 0)
+        flags |= LINK_HAS_OWNER;
+    return flags;
+}
+
+static size_t header_size(unsigned flags)
+{
+    return 4 + ((flags & LINK_HAS_EXPIRY) ? 8 : 0) + ((flags & LINK_HAS_LIMIT) ? 8 : 0) +
+           ((flags & LINK_HAS_CACHE_MAX_AGE) ? 4 : 0) + ((flags & LINK_HAS_OWNER) ? 8 : 0);
+}
+
+size_t link_record_size(const struct link_record *record)
+{
+    return header_size(record_flags(record)) + record->url_len;
+}
+
+size_t link_record_encode(const struct link_record *record, char *out)
+{
+    unsigned flags = record_flags(record);
+    size_t pos = 4;
+
+    out[0] = (char)record->kind;
+    out[1] = (char)flags;
+    put_u64(out + 2, (uint16_t)record->redirect_status, 2);
+    if (flags & LINK_HAS_EXPIRY) {
+        put_u64(out + pos, (uint64_t)record->expires_at, 8);
+        pos += 8;
+    }
+    if (flags & LINK_HAS_LIMIT) {
+        put_u64(out + pos, (uint64_t)record->max_visits, 8);
+        pos += 8;
+    }
+    if (flags & LINK_HAS_CACHE_MAX_AGE) {
+        put_u64(out + pos, (uint64_t)record->cache_max_age, 4);
+        pos += 4;
+    }
+    if (flags & LINK_HAS_OWNER) {
+        put_u64(out + pos, (uint64_t)record->owner_key_id, 8);
+        pos += 8;
+    }
+    if (record->url_len > 0)
+        memcpy(out + pos, record->url, record->url_len);
+    return pos + record->url_len;
 }
 
 int link_record_decode(const void *data, size_t len, struct link_record *record)
 {
     const unsigned char *p = data;
-    uint64_t expires = 0;
-    int i;
+    unsigned flags;
+    size_t pos = 4;
 
-    if (len < LINK_RECORD_HEADER)
+    if (len < 4)
+        return -EINVAL;
+    flags = p[1];
+    if (flags & ~(unsigned)(LINK_HAS_EXPIRY | LINK_HAS_LIMIT | LINK_HAS_CACHE_MAX_AGE |
+                            LINK_HAS_OWNER) ||
+        len < header_size(flags))
         return -EINVAL;
 
-    for (i = 7; i >= 0; i--)
-        expires = (expires << 8) | p[4 + i];
-
     record->kind = (enum link_kind)p[0];
-    record->redirect_status = p[2] | (p[3] << 8);
-    record->expires_at = (int64_t)expires;
-    record->url = (const char *)p + LINK_RECORD_HEADER;
-    record->url_len = len - LINK_RECORD_HEADER;
+    record->redirect_status = (int)get_u64(p + 2, 2);
+    record->expires_at = 0;
+    record->max_visits = 0;
+    record->cache_max_age = -1;
+    record->owner_key_id = 0;
+    if (flags & LINK_HAS_EXPIRY) {
+        record->expires_at = (int64_t)get_u64(p + pos, 8);
+        pos += 8;
+    }
+    if (flags & LINK_HAS_LIMIT) {
+        record->max_visits = (int64_t)get_u64(p + pos, 8);
+        pos += 8;
+    }
+    if (flags & LINK_HAS_CACHE_MAX_AGE) {
+        record->cache_max_age = (int64_t)get_u64(p + pos, 4);
+        pos += 4;
+    }
+    if (flags & LINK_HAS_OWNER) {
+        record->owner_key_id = (int64_t)get_u64(p + pos, 8);
+        pos += 8;
+    }
+    record->url = (const char *)p + pos;
+    record->url_len = len - pos;
     return 0;
+}
+
+void link_record_from_store(const struct store_link *link, struct link_record *record)
+{
+    record->kind = link->deleted_at != 0   ? LINK_GONE
+                   : link->expired_at != 0 ? LINK_EXPIRED
+                                           : LINK_LIVE;
+    record->redirect_status = link->redirect_status;
+    record->expires_at = link->expires_at;
+    record->max_visits = link->max_visits;
+    record->cache_max_age = link->cache_max_age;
+    record->owner_key_id = link->owner_key_id;
+    record->url = link->url;
+    record->url_len = record->kind == LINK_LIVE ? link->url_len : 0;
 }
 
 bool link_code_valid(const char *text, size_t len)
@@ -93,17 +183,88 @@ static void set_error(struct link_error *err, const char *code, const char *form
     va_end(ap);
 }
 
-int link_parse_create(const char *body, size_t len, const struct url_policy *policy,
+/* Reads an optional integer field. Returns 1 when present, 0 when absent
+ * or null, -1 when it is not an integer within [min, max]. */
+static int optional_integer(json_t *root, const char *name, int64_t min, int64_t max,
+                            int64_t *value)
+{
+    json_t *field = json_object_get(root, name);
+
+    if (field == NULL || json_is_null(field))
+        return 0;
+    if (!json_is_integer(field) || json_integer_value(field) < min ||
+        json_integer_value(field) > max)
+        return -1;
+    *value = json_integer_value(field);
+    return 1;
+}
+
+static int parse_alias(json_t *root, struct link_create_request *request, struct link_error *err)
+{
+    json_t *field = json_object_get(root, "alias");
+    const char *alias;
+    size_t len;
+
+    if (field == NULL || json_is_null(field))
+        return 0;
+    if (!json_is_string(field)) {
+        set_error(err, "invalid_alias", "The field \"alias\" must be a string.");
+        return -EINVAL;
+    }
+    alias = json_string_value(field);
+    len = json_string_length(field);
+    if (!link_code_valid(alias, len)) {
+        set_error(err, "invalid_alias",
+                  "An alias is 1 to %d characters of letters, digits, '-' and '_'.",
+                  STORE_CODE_MAX);
+        return -EINVAL;
+    }
+    if (link_code_reserved(alias, len)) {
+        set_error(err, "reserved_alias",
+                  "The alias \"%s\" is reserved for a path of the server; choose another.", alias);
+        return -EINVAL;
+    }
+    memcpy(request->alias, alias, len + 1);
+    request->alias_len = len;
+    return 0;
+}
+
+static int parse_expiry(json_t *root, int64_t now, struct link_create_request *request,
+                        struct link_error *err)
+{
+    json_t *field = json_object_get(root, "expires_at");
+
+    if (field == NULL || json_is_null(field))
+        return 0;
+    if (!json_is_string(field) ||
+        datetime_parse_rfc3339(json_string_value(field), json_string_length(field),
+                               &request->expires_at) < 0) {
+        set_error(err, "invalid_expires_at",
+                  "expires_at must be an RFC 3339 time such as 2030-01-31T12:00:00Z.");
+        return -EINVAL;
+    }
+    if (request->expires_at <= now) {
+        set_error(err, "invalid_expires_at", "expires_at is in the past.");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+int link_parse_create(const char *body, size_t len, const struct url_policy *policy, int64_t now,
                       struct link_create_request *request, struct link_error *err)
 {
+    static const char *const known[] = {"url",        "alias",           "expires_at",
+                                        "max_visits", "redirect_status", "cache_max_age"};
     json_error_t json_err;
     struct url_error url_err;
     json_t *root, *value;
     const char *key;
-    json_int_t status;
+    int64_t number;
+    size_t i;
     int rc = -EINVAL;
 
     memset(request, 0, sizeof(*request));
+    request->cache_max_age = -1;
 
     root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &json_err);
     if (root == NULL) {
@@ -117,24 +278,48 @@ int link_parse_create(const char *body, size_t len, const struct url_policy *pol
     }
 
     json_object_foreach(root, key, value) {
-        if (strcmp(key, "url") != 0 && strcmp(key, "redirect_status") != 0) {
+        for (i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+            if (strcmp(key, known[i]) == 0)
+                break;
+        }
+        if (i == sizeof(known) / sizeof(known[0])) {
             set_error(err, "unknown_field",
-                      "The field \"%.64s\" is not supported; a link takes url and redirect_status.",
+                      "The field \"%.64s\" is not supported; a link takes url, alias, "
+                      "expires_at, max_visits, redirect_status and cache_max_age.",
                       key);
             goto out;
         }
     }
 
-    value = json_object_get(root, "redirect_status");
-    if (value != NULL && !json_is_null(value)) {
-        status = json_is_integer(value) ? json_integer_value(value) : 0;
-        if (status != 301 && status != 302 && status != 307 && status != 308) {
-            set_error(err, "invalid_redirect_status",
-                      "redirect_status must be one of 301, 302, 307 and 308.");
-            goto out;
+    number = 0;
+    switch (optional_integer(root, "redirect_status", 301, 308, &number)) {
+    case 1:
+        if (number == 301 || number == 302 || number == 307 || number == 308) {
+            request->redirect_status = (int)number;
+            break;
         }
-        request->redirect_status = (int)status;
+        /* fall through */
+    case -1:
+        set_error(err, "invalid_redirect_status",
+                  "redirect_status must be one of 301, 302, 307 and 308.");
+        goto out;
+    default:
+        break;
     }
+
+    if (optional_integer(root, "max_visits", 1, INT64_MAX, &request->max_visits) < 0) {
+        set_error(err, "invalid_max_visits", "max_visits must be a whole number of at least 1.");
+        goto out;
+    }
+    if (optional_integer(root, "cache_max_age", 0, LINK_CACHE_MAX_AGE_MAX,
+                         &request->cache_max_age) < 0) {
+        set_error(err, "invalid_cache_max_age",
+                  "cache_max_age must be a whole number of seconds from 0 to %d.",
+                  LINK_CACHE_MAX_AGE_MAX);
+        goto out;
+    }
+    if (parse_alias(root, request, err) < 0 || parse_expiry(root, now, request, err) < 0)
+        goto out;
 
     value = json_object_get(root, "url");
     if (value == NULL || json_is_null(value)) {
@@ -161,28 +346,27 @@ out:
 
 void link_format_time(int64_t ms, char *out, size_t out_len)
 {
-    time_t seconds = (time_t)(ms / 1000);
-    struct tm tm;
+    char text[DATETIME_TIMESTAMP_SIZE];
 
-    (void)gmtime_r(&seconds, &tm);
-    (void)strftime(out, out_len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    datetime_format_timestamp(ms, text);
+    snprintf(out, out_len, "%s", text);
 }
 
 static json_t *time_or_null(int64_t ms)
 {
-    char text[32];
+    char text[DATETIME_TIMESTAMP_SIZE];
 
     if (ms == 0)
         return json_null();
-    link_format_time(ms, text, sizeof(text));
+    datetime_format_timestamp(ms, text);
     return json_string(text);
 }
 
-char *link_to_json(const struct store_link *link, const char *base_url, size_t *len)
+json_t *link_to_object(const struct store_link *link, const char *base_url)
 {
-    char *short_url, *text;
-    json_t *object;
     size_t base_len = strlen(base_url);
+    char *short_url;
+    json_t *object;
 
     short_url = malloc(base_len + 1 + link->code_len + 1);
     if (short_url == NULL)
@@ -191,17 +375,26 @@ char *link_to_json(const struct store_link *link, const char *base_url, size_t *
     short_url[base_len] = '/';
     memcpy(short_url + base_len + 1, link->code, link->code_len + 1);
 
-    object = json_pack("{s:s%, s:s, s:s%, s:o, s:o, s:o, s:I, s:i}", "code", link->code,
+    object = json_pack("{s:s%, s:s, s:s%, s:o, s:o, s:o, s:I, s:i, s:o}", "code", link->code,
                        link->code_len, "short_url", short_url, "url", link->url, link->url_len,
                        "created_at", time_or_null(link->created_at), "expires_at",
                        time_or_null(link->expires_at), "max_visits",
                        link->max_visits > 0 ? json_integer(link->max_visits) : json_null(),
                        "visits", (json_int_t)link->visits, "redirect_status",
-                       link->redirect_status);
+                       link->redirect_status, "cache_max_age",
+                       link->cache_max_age >= 0 ? json_integer(link->cache_max_age)
+                                                : json_null());
     free(short_url);
+    return object;
+}
+
+char *link_to_json(const struct store_link *link, const char *base_url, size_t *len)
+{
+    json_t *object = link_to_object(link, base_url);
+    char *text;
+
     if (object == NULL)
         return NULL;
-
     text = json_dumps(object, JSON_COMPACT);
     json_decref(object);
     if (text != NULL)

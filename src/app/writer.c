@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include "app/links.h"
-#include "net/loop.h"
 
 struct writer {
     struct writer_config config;
@@ -23,7 +22,7 @@ struct writer {
      * while holding it.
      */
     pthread_mutex_t lock;
-    pthread_cond_t ready;
+    pthread_cond_t ready; /* uses CLOCK_MONOTONIC for the tick deadline */
     struct write_op *head, *tail;
     size_t depth;
     bool stopping;
@@ -64,53 +63,33 @@ static int reserve_ids(struct writer *writer, size_t count)
     return 0;
 }
 
-/* Gives the next id and its code. Returns 0 or -ENOSPC when the code space
- * of the configured length is used up. */
+/* Takes the next id. Returns 0 or a store error. */
+static int next_id(struct writer *writer, struct store_link *link)
+{
+    int err = reserve_ids(writer, 1);
+
+    if (err < 0)
+        return err;
+    link->id = (int64_t)writer->next_id++;
+    return 0;
+}
+
+/* Takes the next id and its code. Returns 0, a store error, or -ENOSPC when
+ * the code space of the configured length is used up. */
 static int next_code(struct writer *writer, struct store_link *link)
 {
     int err;
 
     for (;;) {
-        err = reserve_ids(writer, 1);
+        err = next_id(writer, link);
         if (err < 0)
             return err;
-
-        link->id = (int64_t)writer->next_id++;
         if (codegen_encode(writer->config.codegen, (uint64_t)link->id, link->code) < 0)
             return -ENOSPC;
         link->code_len = writer->config.codegen->length;
         if (!link_code_reserved(link->code, link->code_len))
             return 0;
     }
-}
-
-static void update_cache(struct writer *writer, const struct write_op *op)
-{
-    size_t url_len = op->kind == WRITE_CREATE ? op->url_len : 0;
-    char stack[1024], *record = stack;
-    size_t len;
-
-    if (LINK_RECORD_HEADER + url_len > sizeof(stack)) {
-        record = malloc(LINK_RECORD_HEADER + url_len);
-        if (record == NULL) {
-            /* Without a fresh entry the old one must not survive. */
-            (void)cache_remove(writer->config.cache, op->link.code, op->link.code_len);
-            return;
-        }
-    }
-
-    if (op->kind == WRITE_CREATE)
-        len = link_record_encode(LINK_LIVE, op->link.redirect_status, op->link.expires_at, op->url,
-                                 op->url_len, record);
-    else
-        len = link_record_encode(LINK_GONE, 0, 0, NULL, 0, record);
-
-    if (cache_put(writer->config.cache, op->link.code, op->link.code_len, record, len, 0,
-                  loop_clock_ms()) < 0)
-        (void)cache_remove(writer->config.cache, op->link.code, op->link.code_len);
-
-    if (record != stack)
-        free(record);
 }
 
 /* Puts op back at the head of the queue, ahead of newer operations. */
@@ -125,12 +104,39 @@ static void requeue(struct writer *writer, struct write_op *op)
     pthread_mutex_unlock(&writer->lock);
 }
 
+/* Fills the store op for a create. Returns 0 or an error for the batch. */
+static int prepare_create(struct writer *writer, struct write_op *op, struct store_op *sop,
+                          int64_t now)
+{
+    int err;
+
+    sop->kind = STORE_OP_CREATE;
+    if (op->code_len > 0) {
+        err = next_id(writer, &sop->link);
+        memcpy(sop->link.code, op->code, op->code_len + 1);
+        sop->link.code_len = op->code_len;
+        sop->link.is_alias = true;
+    } else {
+        err = next_code(writer, &sop->link);
+    }
+    sop->link.url = (char *)op->url;
+    sop->link.url_len = op->url_len;
+    sop->link.created_at = now;
+    sop->link.expires_at = op->expires_at;
+    sop->link.max_visits = op->max_visits;
+    sop->link.cache_max_age = op->cache_max_age;
+    sop->link.redirect_status = op->redirect_status;
+    sop->link.owner_key_id = op->owner_key_id;
+    sop->dedupe = op->dedupe;
+    return err;
+}
+
 /* Applies batch[0..count) in one transaction and reports each outcome. */
 static void apply_batch(struct writer *writer, struct write_op **batch, size_t count)
 {
     struct store_op *ops = writer->ops;
-    size_t i, creates = 0;
     int64_t now = wall_ms();
+    size_t i, creates = 0;
     int err = 0;
 
     for (i = 0; i < count; i++) {
@@ -146,18 +152,24 @@ static void apply_batch(struct writer *writer, struct write_op **batch, size_t c
 
         memset(sop, 0, sizeof(*sop));
         sop->now = now;
-        if (op->kind == WRITE_CREATE) {
-            sop->kind = STORE_OP_CREATE;
-            err = next_code(writer, &sop->link);
-            sop->link.url = (char *)op->url;
-            sop->link.url_len = op->url_len;
-            sop->link.created_at = now;
-            sop->link.redirect_status = op->redirect_status;
-            sop->link.owner_key_id = op->owner_key_id;
-        } else {
+        switch (op->kind) {
+        case WRITE_CREATE:
+            err = prepare_create(writer, op, sop, now);
+            break;
+        case WRITE_DELETE:
             sop->kind = STORE_OP_DELETE;
             memcpy(sop->link.code, op->code, op->code_len + 1);
             sop->link.code_len = op->code_len;
+            break;
+        case WRITE_KEY_CREATE:
+            sop->kind = STORE_OP_KEY_CREATE;
+            sop->key = op->key;
+            sop->key.created_at = now;
+            break;
+        case WRITE_KEY_REVOKE:
+            sop->kind = STORE_OP_KEY_REVOKE;
+            sop->key.id = op->key.id;
+            break;
         }
     }
 
@@ -170,8 +182,15 @@ static void apply_batch(struct writer *writer, struct write_op **batch, size_t c
 
         op->result = err < 0 ? err : ops[i].result;
         op->link = ops[i].link;
-        if (op->result == 0)
-            update_cache(writer, op);
+        if (op->kind == WRITE_KEY_CREATE || op->kind == WRITE_KEY_REVOKE) {
+            op->key.id = ops[i].key.id;
+            op->key.created_at = ops[i].key.created_at;
+            op->key.revoked_at = op->kind == WRITE_KEY_REVOKE ? now : 0;
+        }
+        if (op->result == 0 || op->result == STORE_DEDUPED) {
+            if (writer->config.applied != NULL)
+                writer->config.applied(writer->config.context, op);
+        }
     }
 
     for (i = 0; i < count; i++) {
@@ -179,27 +198,77 @@ static void apply_batch(struct writer *writer, struct write_op **batch, size_t c
          * A generated code can only be taken by an alias that a client
          * chose. The create then gets the next id, in the next batch.
          */
-        if (batch[i]->kind == WRITE_CREATE && batch[i]->result == -EEXIST)
+        if (batch[i]->kind == WRITE_CREATE && batch[i]->result == -EEXIST &&
+            batch[i]->code_len == 0)
             requeue(writer, batch[i]);
         else
             batch[i]->done(batch[i]);
     }
 }
 
+static void deadline_after(struct timespec *ts, uint32_t ms)
+{
+    (void)clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+static bool passed(const struct timespec *deadline)
+{
+    struct timespec now;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > deadline->tv_sec ||
+           (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
+}
+
+static void run_tick(struct writer *writer, bool final)
+{
+    if (writer->config.tick != NULL)
+        writer->config.tick(writer->config.context, writer->config.store, final);
+}
+
 static void *writer_main(void *arg)
 {
     struct writer *writer = arg;
+    uint32_t interval = writer->config.tick_interval_ms;
+    struct timespec tick_at;
     struct write_op *op;
+    bool tick_due;
     size_t count;
     sigset_t all;
 
     (void)sigfillset(&all);
     (void)pthread_sigmask(SIG_BLOCK, &all, NULL);
+    deadline_after(&tick_at, interval);
 
     for (;;) {
+        tick_due = false;
         pthread_mutex_lock(&writer->lock);
-        while (writer->head == NULL && !writer->stopping)
-            pthread_cond_wait(&writer->ready, &writer->lock);
+        while (writer->head == NULL && !writer->stopping) {
+            if (interval == 0) {
+                pthread_cond_wait(&writer->ready, &writer->lock);
+                continue;
+            }
+            if (passed(&tick_at) ||
+                pthread_cond_timedwait(&writer->ready, &writer->lock, &tick_at) == ETIMEDOUT) {
+                tick_due = true;
+                break;
+            }
+        }
+        if (!tick_due && interval > 0 && passed(&tick_at))
+            tick_due = true;
+
+        if (tick_due) {
+            pthread_mutex_unlock(&writer->lock);
+            run_tick(writer, false);
+            deadline_after(&tick_at, interval);
+            continue;
+        }
         if (writer->head == NULL && writer->stopping) {
             pthread_mutex_unlock(&writer->lock);
             break;
@@ -218,12 +287,15 @@ static void *writer_main(void *arg)
 
         apply_batch(writer, writer->batch, count);
     }
+
+    run_tick(writer, true);
     return NULL;
 }
 
 int writer_start(const struct writer_config *config, struct writer **out)
 {
     struct writer *writer;
+    pthread_condattr_t attr;
     int err;
 
     if (config->queue_capacity == 0 || config->batch_max == 0 || config->id_block == 0)
@@ -241,7 +313,10 @@ int writer_start(const struct writer_config *config, struct writer **out)
     }
 
     pthread_mutex_init(&writer->lock, NULL);
-    pthread_cond_init(&writer->ready, NULL);
+    (void)pthread_condattr_init(&attr);
+    (void)pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&writer->ready, &attr);
+    (void)pthread_condattr_destroy(&attr);
     atomic_init(&writer->health, 0);
 
     err = pthread_create(&writer->thread, NULL, writer_main, writer);
@@ -288,6 +363,11 @@ int writer_submit(struct writer *writer, struct write_op *op)
 int writer_health(struct writer *writer)
 {
     return atomic_load_explicit(&writer->health, memory_order_relaxed);
+}
+
+void writer_set_health(struct writer *writer, int err)
+{
+    atomic_store_explicit(&writer->health, err, memory_order_relaxed);
 }
 
 size_t writer_queue_depth(struct writer *writer)

@@ -279,6 +279,11 @@ struct loop *http_conn_loop(const struct http_conn *conn)
     return conn->thread->loop;
 }
 
+unsigned http_conn_thread_index(const struct http_conn *conn)
+{
+    return conn->thread->index;
+}
+
 enum http_method http_conn_method(const struct http_conn *conn)
 {
     return conn->method;

@@ -34,6 +34,7 @@ struct loop {
     bool stopping;
     uint64_t now;
     int64_t wall_seconds;
+    int64_t wall_ms;
 
     struct loop_timer *timers; /* sorted by deadline, earliest first */
 
@@ -56,6 +57,7 @@ static void update_time(struct loop *loop)
     loop->now = loop_clock_ms();
     (void)clock_gettime(CLOCK_REALTIME_COARSE, &ts);
     loop->wall_seconds = ts.tv_sec;
+    loop->wall_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void on_wake(struct loop *loop, struct loop_watch *watch, uint32_t events)
@@ -280,4 +282,9 @@ uint64_t loop_now(const struct loop *loop)
 int64_t loop_wall_seconds(const struct loop *loop)
 {
     return loop->wall_seconds;
+}
+
+int64_t loop_wall_ms(const struct loop *loop)
+{
+    return loop->wall_ms;
 }

@@ -100,6 +100,9 @@ uint64_t loop_now(const struct loop *loop);
 /* Returns the cached wall-clock time in seconds since the Unix epoch. */
 int64_t loop_wall_seconds(const struct loop *loop);
 
+/* Returns the cached wall-clock time in ms since the Unix epoch. */
+int64_t loop_wall_ms(const struct loop *loop);
+
 /* Reads the monotonic clock in ms; for code that runs outside any loop. */
 uint64_t loop_clock_ms(void);
 

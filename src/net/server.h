@@ -142,6 +142,9 @@ const struct sockaddr *http_conn_peer(const struct http_conn *conn);
 /* Returns the loop of the connection, for loop_now() and posting. */
 struct loop *http_conn_loop(const struct http_conn *conn);
 
+/* Returns the index of the connection's I/O thread, 0 to threads - 1. */
+unsigned http_conn_thread_index(const struct http_conn *conn);
+
 /*
  * Deferred responses. The handler calls http_conn_defer and returns; the
  * server then reads no further requests from the connection. Later, any

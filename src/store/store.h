@@ -85,7 +85,7 @@ struct store_key {
     char name[STORE_KEY_NAME_MAX + 1]; /* NUL-terminated, may be empty */
     int64_t created_at;                /* ms */
     int64_t revoked_at;                /* ms, 0 while the key is valid */
-    uint32_t rate;  /* requests per minute allowed, 0 for the server default */
+    uint32_t rate;  /* thousandths of a request per second, 0 for the server default */
     uint32_t burst; /* requests allowed at once, 0 for the server default */
 };
 
