@@ -38,6 +38,9 @@
 #include "core/workpool.h"
 #include "net/server.h"
 
+struct json_t;
+struct store;
+struct write_op;
 struct writer;
 
 #define APP_KEY_HASH_BYTES 32
@@ -125,6 +128,17 @@ void app_send_json(struct http_conn *conn, int status, const char *body, size_t 
 /* Answers 503 with Retry-After for a store or queue failure. */
 void app_send_unavailable(struct http_conn *conn, int err);
 
+/* Answers 401 missing_key with WWW-Authenticate: Bearer. */
+void app_send_unauthorized(struct http_conn *conn, const char *message);
+
+/*
+ * Finds query parameter name in req and writes its percent-decoded value
+ * (NUL-terminated) into value. Returns 1 when found, 0 when absent, -1 when
+ * the value is malformed or longer than value_cap - 1.
+ */
+int app_query_param(const struct http_request *req, const char *name, char *value,
+                    size_t value_cap, size_t *len);
+
 /* Adds the RateLimit-* headers of a rate limit decision. */
 void app_add_rate_headers(struct http_conn *conn, const struct ratelimit_result *result);
 
@@ -174,6 +188,9 @@ void app_list_links(struct app *app, struct http_conn *conn, const struct auth *
 
 /* GET /api/v1/keys. */
 void app_list_keys(struct app *app, struct http_conn *conn);
+
+/* Builds the JSON object of a key, without its secret (a new reference). */
+struct json_t *app_key_to_object(const struct store_key *key);
 
 /* GET or HEAD /readyz. */
 void app_ready(struct app *app, struct http_conn *conn);

@@ -66,6 +66,31 @@ int keys_put(struct keys *keys, const struct store_key *key)
     return rc < 0 ? rc : 0;
 }
 
+struct revoke {
+    int64_t id;
+    bool found;
+};
+
+static void revoke_one(const void *key, size_t key_len, void *value, void *arg)
+{
+    struct key_info *info = value;
+    struct revoke *revoke = arg;
+
+    /* Runs under the shard lock, as do lookups that copy the info. */
+    if (info->id == revoke->id) {
+        info->revoked = true;
+        revoke->found = true;
+    }
+}
+
+int keys_revoke(struct keys *keys, int64_t id)
+{
+    struct revoke revoke = {id, false};
+
+    shardmap_foreach(keys->map, revoke_one, &revoke);
+    return revoke.found ? 0 : -ENOENT;
+}
+
 static int load_one(const struct store_key *key, void *arg)
 {
     return keys_put(arg, key) < 0 ? 1 : 0;

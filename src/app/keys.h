@@ -30,7 +30,7 @@ struct keys;
 struct key_info {
     int64_t id;
     bool revoked;
-    uint32_t rate;  /* requests per minute, 0 for the server default */
+    uint32_t rate;  /* thousandths of a request per second, 0 for the server default */
     uint32_t burst; /* 0 for the server default */
 };
 
@@ -45,6 +45,9 @@ void keys_destroy(struct keys *keys);
  * -ENOMEM. Any thread.
  */
 int keys_put(struct keys *keys, const struct store_key *key);
+
+/* Marks the key with this id revoked. Returns 0, or -ENOENT. Any thread. */
+int keys_revoke(struct keys *keys, int64_t id);
 
 /*
  * Reads every key of the store into the registry. Returns the number read or

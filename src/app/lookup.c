@@ -590,9 +590,7 @@ void app_list_links(struct app *app, struct http_conn *conn, const struct auth *
     int found;
 
     if (auth->kind == AUTH_ANONYMOUS) {
-        http_conn_begin(conn, 401);
-        http_conn_header(conn, "WWW-Authenticate", "Bearer", 6);
-        http_conn_end(conn, NULL, NULL, 0);
+        app_send_unauthorized(conn, "Listing links needs an API key or the admin key.");
         return;
     }
 

@@ -30,11 +30,54 @@
 #define CODE_KEY_SETTING    "code_key"
 #define CACHE_SHARD_BITS    6
 #define PENDING_SHARD_BITS  4
+#define LIMITS_SHARD_BITS   4
+#define LIMIT_SHARD_BITS    6
 #define WORKER_QUEUE        4096
 #define WRITER_QUEUE        65536
 #define WRITER_BATCH        4096
 #define ID_BLOCK            4096
 #define EXPIRE_INTERVAL_S   5
+#define VISIT_ENTRIES_MAX   (4u * 1024 * 1024)
+
+static void free_limit(void *value)
+{
+    free(value);
+}
+
+/* Creates a rate limiter of burst requests refilled at rate thousandths per second. */
+static struct ratelimit *create_limiter(unsigned burst, uint32_t rate, unsigned clients,
+                                        const struct hash_key *key)
+{
+    struct ratelimit_config config;
+
+    memset(&config, 0, sizeof(config));
+    config.limit.burst = burst;
+    config.limit.refill_tokens = rate;
+    config.limit.refill_period_ms = 1000000;
+    config.max_buckets = clients;
+    config.shard_bits = LIMIT_SHARD_BITS;
+    return ratelimit_create(&config, key);
+}
+
+/* Creates the broker of the links and visits topics. */
+static int create_broker(const struct config *config, struct broker **broker)
+{
+    struct broker_config broker_config;
+    struct timespec now;
+
+    (void)clock_gettime(CLOCK_REALTIME, &now);
+    memset(&broker_config, 0, sizeof(broker_config));
+    broker_config.topics = APP_TOPIC_COUNT;
+    /* Visits are stored only while a stream listens: they come with every redirect. */
+    broker_config.retained_topics = 1u << APP_TOPIC_LINKS;
+    /* Ids start at the time in microseconds, so they keep growing across restarts. */
+    broker_config.first_id = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
+    broker_config.queue_capacity = config->event_queue;
+    broker_config.replay_capacity = config->event_replay;
+    broker_config.max_subscribers = config->max_subscribers;
+    broker_config.payload_max = 2 * config->max_url_length + 4096;
+    return broker_create(&broker_config, broker);
+}
 
 /* Loads the installation's code key, creating it on first start. */
 static int load_code_key(struct store *store, uint8_t key[CODEGEN_KEY_BYTES])
@@ -114,7 +157,7 @@ int main(int argc, char **argv)
     enum config_action action;
     char error[512];
     sigset_t signals;
-    int rc, signo, status = 1;
+    int rc, rc_keys = 0, signo, status = 1;
 
     if (config_load(&config, argc, argv, &action, stderr) < 0)
         return 2;
@@ -176,9 +219,34 @@ int main(int argc, char **argv)
     cache_config.shard_bits = CACHE_SHARD_BITS;
     app.cache = cache_create(&cache_config, &hash_key);
     app.pending = shardmap_create(PENDING_SHARD_BITS, &hash_key);
-    if (app.cache == NULL || app.pending == NULL) {
-        log_error("main", "cannot allocate the cache of %llu bytes",
+    app.limits = shardmap_create(LIMITS_SHARD_BITS, &hash_key);
+    app.keys = keys_create(&hash_key);
+    app.visits = visits_create(config.threads, VISIT_ENTRIES_MAX, &hash_key);
+    app.anonymous_limit = create_limiter(config.anonymous_burst, config.anonymous_rate,
+                                         config.rate_limit_clients, &hash_key);
+    app.key_limit =
+        create_limiter(config.key_burst, config.key_rate, config.rate_limit_clients, &hash_key);
+    if (config.redirect_rate > 0)
+        app.redirect_limit = create_limiter(config.redirect_burst, config.redirect_rate,
+                                            config.rate_limit_clients, &hash_key);
+    if (app.cache == NULL || app.pending == NULL || app.limits == NULL || app.keys == NULL ||
+        app.visits == NULL || app.anonymous_limit == NULL || app.key_limit == NULL ||
+        (config.redirect_rate > 0 && app.redirect_limit == NULL)) {
+        log_error("main", "cannot allocate the cache of %llu bytes and its companions",
                   (unsigned long long)config.cache_size);
+        goto out;
+    }
+    rc = create_broker(&config, &app.broker);
+    if (rc < 0) {
+        log_error("main", "cannot create the event broker: %s", strerror(-rc));
+        goto out;
+    }
+
+    rc = keys_load(app.keys, setup_store);
+    rc_keys = rc;
+    if (rc < 0) {
+        log_error("store", "cannot load API keys from %s: %s", config.db,
+                  store_last_error(setup_store));
         goto out;
     }
 
@@ -197,10 +265,13 @@ int main(int argc, char **argv)
     memset(&writer_config, 0, sizeof(writer_config));
     writer_config.store = setup_store;
     writer_config.codegen = &app.codegen;
-    writer_config.cache = app.cache;
     writer_config.queue_capacity = WRITER_QUEUE;
     writer_config.batch_max = WRITER_BATCH;
     writer_config.id_block = ID_BLOCK;
+    writer_config.applied = app_write_applied;
+    writer_config.tick = app_write_tick;
+    writer_config.tick_interval_ms = config.flush_interval_ms;
+    writer_config.context = &app;
     rc = writer_start(&writer_config, &app.writer);
     if (rc < 0) {
         log_error("main", "cannot start the writer: %s", strerror(-rc));
@@ -245,9 +316,10 @@ int main(int argc, char **argv)
 
     log_info("main",
              "shortd %s started: listen=%s:%u base_url=%s store=%s threads=%u workers=%u "
-             "cache_size=%llu",
+             "cache_size=%llu keys=%d",
              SHORTD_VERSION, config.listen_host, (unsigned)server_port(app.server), app.base_url,
-             config.db, config.threads, config.workers, (unsigned long long)config.cache_size);
+             config.db, config.threads, config.workers, (unsigned long long)config.cache_size,
+             rc_keys);
 
     signo = wait_for_stop(&app, &signals);
     log_info("main", "received %s, stopping", signo == SIGINT ? "SIGINT" : "SIGTERM");
@@ -265,6 +337,17 @@ out:
     store_close(setup_store);
     if (app.pending != NULL)
         shardmap_destroy(app.pending, NULL);
+    if (app.limits != NULL)
+        shardmap_destroy(app.limits, free_limit);
+    keys_destroy(app.keys);
+    visits_destroy(app.visits);
+    broker_destroy(app.broker);
+    if (app.anonymous_limit != NULL)
+        ratelimit_destroy(app.anonymous_limit);
+    if (app.key_limit != NULL)
+        ratelimit_destroy(app.key_limit);
+    if (app.redirect_limit != NULL)
+        ratelimit_destroy(app.redirect_limit);
     if (app.cache != NULL)
         cache_destroy(app.cache);
 

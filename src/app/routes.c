@@ -179,16 +179,77 @@ int app_authenticate(struct app *app, struct http_conn *conn, const struct http_
     return -EACCES;
 }
 
+void app_send_unauthorized(struct http_conn *conn, const char *message)
+{
+    http_conn_begin(conn, 401);
+    http_conn_header(conn, "WWW-Authenticate", "Bearer", 6);
+    end_error(conn, "missing_key", message);
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int app_query_param(const struct http_request *req, const char *name, char *value,
+                    size_t value_cap, size_t *len)
+{
+    size_t name_len = strlen(name), pos = 0, end, i, out;
+    const char *query = req->query;
+
+    if (query == NULL)
+        return 0;
+
+    while (pos <= req->query_len) {
+        end = pos;
+        while (end < req->query_len && query[end] != '&')
+            end++;
+        if (end - pos > name_len && memcmp(query + pos, name, name_len) == 0 &&
+            query[pos + name_len] == '=') {
+            out = 0;
+            for (i = pos + name_len + 1; i < end; i++) {
+                int high, low;
+                char c = query[i];
+
+                if (c == '%') {
+                    if (i + 2 >= end)
+                        return -1;
+                    high = hex_value(query[i + 1]);
+                    low = hex_value(query[i + 2]);
+                    if (high < 0 || low < 0)
+                        return -1;
+                    c = (char)(high * 16 + low);
+                    i += 2;
+                } else if (c == '+') {
+                    c = ' ';
+                }
+                if (out + 1 >= value_cap || c == '\0')
+                    return -1;
+                value[out++] = c;
+            }
+            value[out] = '\0';
+            *len = out;
+            return 1;
+        }
+        pos = end + 1;
+    }
+    return 0;
+}
+
 /* Answers 401 unless the request carries the admin key. */
 static bool require_admin(struct http_conn *conn, const struct auth *auth)
 {
     if (auth->kind == AUTH_ADMIN)
         return true;
     if (auth->kind == AUTH_ANONYMOUS) {
-        http_conn_begin(conn, 401);
-        http_conn_header(conn, "WWW-Authenticate", "Bearer", 6);
-        end_error(conn, "missing_key",
-                  "This request needs the admin key as \"Authorization: Bearer KEY\".");
+        app_send_unauthorized(conn,
+                              "This request needs the admin key as \"Authorization: Bearer KEY\".");
     } else {
         app_send_error(conn, 403, "admin_only", "This request needs the admin key.");
     }

@@ -269,6 +269,11 @@ int loop_run(struct loop *loop)
     return 0;
 }
 
+void loop_run_posted(struct loop *loop)
+{
+    run_posted(loop);
+}
+
 void loop_stop(struct loop *loop)
 {
     loop->stopping = true;

@@ -94,6 +94,12 @@ int loop_run(struct loop *loop);
 /* Makes loop_run return after the current iteration. Loop thread only. */
 void loop_stop(struct loop *loop);
 
+/*
+ * Runs the tasks posted since the last iteration, so that a stopped loop
+ * can let their owners free them. Loop thread only, after loop_run.
+ */
+void loop_run_posted(struct loop *loop);
+
 /* Returns the cached monotonic time in ms, updated at each iteration. */
 uint64_t loop_now(const struct loop *loop);
 

@@ -268,6 +268,9 @@ static void *thread_main(void *arg)
     if (loop_run(thread->loop) < 0)
         report(thread->server, "epoll_wait", -errno);
 
+    /* Tasks posted after the last iteration free what they own. */
+    loop_run_posted(thread->loop);
+
     close_listener(thread);
     return NULL;
 }

@@ -41,8 +41,11 @@ class Server:
         self.log_path = os.path.join(self.folder, "shortd-%d.log" % self.runs)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHORTD_")}
         env.update(self.env)
+        # Tests send many creates from one address: the anonymous rate limit
+        # is lifted unless a test sets its own (later flags win).
         args = [BINARY, "--listen", "127.0.0.1:0", "--db", self.db,
-                "--base-url", "http://short.test"]
+                "--base-url", "http://short.test",
+                "--anonymous-burst", "1000000", "--anonymous-rate", "1000000"]
         args += self.args + list(extra_args)
         log = open(self.log_path, "wb")
         self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env)

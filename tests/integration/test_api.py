@@ -12,7 +12,7 @@ def test_create_returns_link_object(server):
     assert response.status == 201, response
     link = response.json()
     assert set(link) == {"code", "short_url", "url", "created_at", "expires_at", "max_visits",
-                         "visits", "redirect_status"}
+                         "visits", "redirect_status", "cache_max_age"}
     assert re.fullmatch(r"[0-9A-Za-z]{7}", link["code"]), link
     assert link["short_url"] == "http://short.test/" + link["code"]
     assert link["url"] == URL
@@ -21,6 +21,7 @@ def test_create_returns_link_object(server):
     assert link["max_visits"] is None
     assert link["visits"] == 0
     assert link["redirect_status"] == 301
+    assert link["cache_max_age"] is None
     assert response.header("location") == "/api/v1/links/" + link["code"]
     assert response.header("content-type") == "application/json; charset=utf-8"
 
@@ -268,7 +269,7 @@ def test_method_not_allowed_lists_allow(server):
     cases = [
         ("PUT", "/abc", "GET, HEAD"),
         ("POST", "/healthz", "GET, HEAD"),
-        ("GET", "/api/v1/links", "POST"),
+        ("PUT", "/api/v1/links", "GET, HEAD, POST"),
         ("PATCH", "/api/v1/links/abc", "GET, HEAD, DELETE"),
     ]
     for method, path, allow in cases:

@@ -31,13 +31,15 @@ def test_pipelined_requests_answered_in_order(server):
 def test_pipeline_mixing_misses_and_creates(server):
     """Deferred answers (store reads, commits) keep the pipeline's order."""
     code = server.create(URL).json()["code"]
-    body = b"{\"url\": \"https://example.org/pipelined\"}"
-    create = (b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    def create(n):
+        body = b"{\"url\": \"https://example.org/pipelined/%d\"}" % n
+        return (b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
     get = ("GET /%s HTTP/1.1\r\nHost: x\r\n\r\n" % code).encode()
     unknown = b"GET /unknown1 HTTP/1.1\r\nHost: x\r\n\r\n"
     read = ("GET /api/v1/links/%s HTTP/1.1\r\nHost: x\r\n\r\n" % code).encode()
-    requests = [get, create, unknown, read, get, create, get]
+    requests = [get, create(1), unknown, read, get, create(2), get]
     responses = pipelined(server.port, requests, window=len(requests))
     assert [r.status for r in responses] == [301, 201, 404, 200, 301, 201, 301]
 

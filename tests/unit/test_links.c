@@ -28,6 +28,9 @@
 
 static const char *const web_schemes[] = {"http", "https"};
 
+/* The time create requests are parsed at: 2026-12-04T20:22:23Z. */
+#define NOW_MS INT64_C(1796415743000)
+
 static const struct url_policy policy = {
     .schemes = web_schemes,
     .scheme_count = 2,
@@ -37,9 +40,12 @@ static const struct url_policy policy = {
 
 static void record_round_trips_every_field(void **state)
 {
-    const enum link_kind kinds[] = {LINK_LIVE, LINK_GONE, LINK_MISSING};
+    const enum link_kind kinds[] = {LINK_LIVE, LINK_GONE, LINK_MISSING, LINK_EXPIRED};
     const int statuses[] = {0, 301, 302, 307, 308, 65535};
     const int64_t expiries[] = {0, 1, -1, 1700000000000, INT64_MAX, INT64_MIN, -1700000000000};
+    const int64_t limits[] = {0, 1, 5, INT64_MAX};
+    const int64_t ages[] = {-1, 0, 3600, LINK_CACHE_MAX_AGE_MAX};
+    const int64_t owners[] = {0, 1, INT64_MAX};
     const struct {
         const char *bytes;
         size_t len;
@@ -48,61 +54,100 @@ static void record_round_trips_every_field(void **state)
         {"https://example.com/a?b=c#d", 27},
         {"x\0y\xff", 4},
     };
-    char buffer[LINK_RECORD_HEADER + 64];
-    struct link_record record;
-    size_t k, s, e, u, len;
+    char buffer[LINK_RECORD_HEADER_MAX + 64];
+    struct link_record in, out;
+    size_t k, s, e, m, a, o, u, len;
 
     for (k = 0; k < ARRAY_SIZE(kinds); k++)
-        for (s = 0; s < ARRAY_SIZE(statuses); s++)
-            for (e = 0; e < ARRAY_SIZE(expiries); e++)
-                for (u = 0; u < ARRAY_SIZE(urls); u++) {
-                    memset(buffer, 0xee, sizeof(buffer));
-                    len = link_record_encode(kinds[k], statuses[s], expiries[e], urls[u].bytes,
-                                             urls[u].len, buffer);
-                    assert_int_equal(len, LINK_RECORD_HEADER + urls[u].len);
-                    assert_int_equal((unsigned char)buffer[len],
-                                     0xee); /* no byte written past the record */
+    for (s = 0; s < ARRAY_SIZE(statuses); s++)
+    for (e = 0; e < ARRAY_SIZE(expiries); e++)
+    for (m = 0; m < ARRAY_SIZE(limits); m++)
+    for (a = 0; a < ARRAY_SIZE(ages); a++)
+    for (o = 0; o < ARRAY_SIZE(owners); o++)
+    for (u = 0; u < ARRAY_SIZE(urls); u++) {
+        in.kind = kinds[k];
+        in.redirect_status = statuses[s];
+        in.expires_at = expiries[e];
+        in.max_visits = limits[m];
+        in.cache_max_age = ages[a];
+        in.owner_key_id = owners[o];
+        in.url = urls[u].bytes;
+        in.url_len = urls[u].len;
 
-                    memset(&record, 0, sizeof(record));
-                    assert_int_equal(link_record_decode(buffer, len, &record), 0);
-                    assert_int_equal(record.kind, kinds[k]);
-                    assert_int_equal(record.redirect_status, statuses[s]);
-                    assert_int_equal(record.expires_at, expiries[e]);
-                    assert_int_equal(record.url_len, urls[u].len);
-                    assert_ptr_equal(record.url, buffer + LINK_RECORD_HEADER);
-                    assert_memory_equal(record.url, urls[u].bytes, urls[u].len);
-                }
+        memset(buffer, 0xee, sizeof(buffer));
+        len = link_record_encode(&in, buffer);
+        assert_int_equal(len, link_record_size(&in));
+        assert_true(len <= LINK_RECORD_HEADER_MAX + urls[u].len);
+        assert_int_equal((unsigned char)buffer[len], 0xee); /* no byte past the record */
+
+        memset(&out, 0, sizeof(out));
+        assert_int_equal(link_record_decode(buffer, len, &out), 0);
+        assert_int_equal(out.kind, kinds[k]);
+        assert_int_equal(out.redirect_status, statuses[s]);
+        assert_int_equal(out.expires_at, expiries[e]);
+        assert_int_equal(out.max_visits, limits[m]);
+        assert_int_equal(out.cache_max_age, ages[a]);
+        assert_int_equal(out.owner_key_id, owners[o]);
+        assert_int_equal(out.url_len, urls[u].len);
+        assert_ptr_equal(out.url, buffer + len - urls[u].len);
+        assert_memory_equal(out.url, urls[u].bytes, urls[u].len);
+    }
+}
+
+static void record_of_plain_link_costs_four_bytes(void **state)
+{
+    const unsigned char expected[] = {LINK_LIVE, 0, 0x34, 0x01, /* 308 */ 'a', 'b', 'c'};
+    struct link_record record = {.kind = LINK_LIVE, .redirect_status = 308, .cache_max_age = -1,
+                                 .url = "abc", .url_len = 3};
+    char buffer[sizeof(expected)];
+
+    assert_int_equal(link_record_encode(&record, buffer), sizeof(expected));
+    assert_memory_equal(buffer, expected, sizeof(expected));
 }
 
 static void record_layout_is_little_endian(void **state)
 {
-    const unsigned char expected[LINK_RECORD_HEADER + 3] = {LINK_GONE, 0,    0x34, 0x01, /* 308 */
-                                                            0x08,      0x07, 0x06, 0x05, 0x04, 0x03,
-                                                            0x02,      0x01, 'a',  'b',  'c'};
+    const unsigned char expected[] = {
+        LINK_GONE, LINK_HAS_EXPIRY | LINK_HAS_OWNER, 0x34, 0x01,   /* 308 */
+        0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,            /* expires_at */
+        0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,            /* owner */
+        'a', 'b', 'c'};
+    struct link_record record = {.kind = LINK_GONE, .redirect_status = 308,
+                                 .expires_at = 0x0102030405060708, .cache_max_age = -1,
+                                 .owner_key_id = 2, .url = "abc", .url_len = 3};
     char buffer[sizeof(expected)];
 
-    assert_int_equal(link_record_encode(LINK_GONE, 308, 0x0102030405060708, "abc", 3, buffer),
-                     sizeof(expected));
+    assert_int_equal(link_record_encode(&record, buffer), sizeof(expected));
     assert_memory_equal(buffer, expected, sizeof(expected));
 }
 
 static void record_decode_rejects_short_input(void **state)
 {
-    char buffer[LINK_RECORD_HEADER];
-    struct link_record record;
-    size_t len;
+    struct link_record record = {.kind = LINK_LIVE, .redirect_status = 301, .expires_at = 5,
+                                 .max_visits = 3, .cache_max_age = 60, .owner_key_id = 9};
+    char buffer[LINK_RECORD_HEADER_MAX];
+    size_t full, len;
 
-    (void)link_record_encode(LINK_LIVE, 301, 5, NULL, 0, buffer);
-    for (len = 0; len < LINK_RECORD_HEADER; len++) {
+    full = link_record_encode(&record, buffer);
+    assert_int_equal(full, LINK_RECORD_HEADER_MAX);
+    for (len = 0; len < full; len++) {
         if (link_record_decode(buffer, len, &record) != -EINVAL)
             fail_msg("decoding %zu bytes did not return -EINVAL", len);
     }
 
-    assert_int_equal(link_record_decode(buffer, LINK_RECORD_HEADER, &record), 0);
+    memset(&record, 0, sizeof(record));
+    assert_int_equal(link_record_decode(buffer, full, &record), 0);
     assert_int_equal(record.kind, LINK_LIVE);
     assert_int_equal(record.redirect_status, 301);
     assert_int_equal(record.expires_at, 5);
+    assert_int_equal(record.max_visits, 3);
+    assert_int_equal(record.cache_max_age, 60);
+    assert_int_equal(record.owner_key_id, 9);
     assert_int_equal(record.url_len, 0);
+
+    /* Unknown flag bits are rejected. */
+    buffer[1] = (char)0x80;
+    assert_int_equal(link_record_decode(buffer, full, &record), -EINVAL);
 }
 
 static void code_valid_checks_every_byte(void **state)
@@ -174,7 +219,7 @@ static void code_reserved_uses_exact_length(void **state)
 static int parse(const char *body, struct link_create_request *request, struct link_error *err)
 {
     memset(err, 0, sizeof(*err));
-    return link_parse_create(body, strlen(body), &policy, request, err);
+    return link_parse_create(body, strlen(body), &policy, NOW_MS, request, err);
 }
 
 /* Parses body, expects a rejection with code and returns the message. */
@@ -304,6 +349,79 @@ static void parse_create_requires_url(void **state)
 
     for (i = 0; i < ARRAY_SIZE(bodies); i++)
         assert_contains(expect_rejection(bodies[i], "missing_url", &err), "\"url\"");
+}
+
+static void parse_create_reads_lifecycle_fields(void **state)
+{
+    struct link_create_request request;
+    struct link_error err;
+
+    assert_int_equal(parse("{\"url\": \"http://a.example/\"}", &request, &err), 0);
+    assert_string_equal(request.alias, "");
+    assert_int_equal(request.alias_len, 0);
+    assert_int_equal(request.expires_at, 0);
+    assert_int_equal(request.max_visits, 0);
+    assert_int_equal(request.cache_max_age, -1);
+    free(request.url);
+
+    assert_int_equal(parse("{\"url\": \"http://a.example/\", \"alias\": \"Spring-Sale_26\", "
+                           "\"expires_at\": \"2030-01-31T13:00:00.250+01:00\", "
+                           "\"max_visits\": 5, \"cache_max_age\": 0}",
+                           &request, &err),
+                     0);
+    assert_string_equal(request.alias, "Spring-Sale_26");
+    assert_int_equal(request.alias_len, 14);
+    assert_int_equal(request.expires_at, INT64_C(1896091200250));
+    assert_int_equal(request.max_visits, 5);
+    assert_int_equal(request.cache_max_age, 0);
+    free(request.url);
+
+    /* null is the same as absent. */
+    assert_int_equal(parse("{\"url\": \"http://a.example/\", \"alias\": null, \"expires_at\": "
+                           "null, \"max_visits\": null, \"cache_max_age\": null}",
+                           &request, &err),
+                     0);
+    assert_int_equal(request.alias_len, 0);
+    assert_int_equal(request.cache_max_age, -1);
+    free(request.url);
+}
+
+static void parse_create_rejects_bad_lifecycle_fields(void **state)
+{
+    const struct {
+        const char *body;
+        const char *code;
+    } cases[] = {
+        {"{\"url\": \"http://a.example/\", \"alias\": \"\"}", "invalid_alias"},
+        {"{\"url\": \"http://a.example/\", \"alias\": \"a b\"}", "invalid_alias"},
+        {"{\"url\": \"http://a.example/\", \"alias\": \"a/b\"}", "invalid_alias"},
+        {"{\"url\": \"http://a.example/\", \"alias\": 7}", "invalid_alias"},
+        {"{\"url\": \"http://a.example/\", \"alias\": "
+         "\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+         "invalid_alias"},
+        {"{\"url\": \"http://a.example/\", \"alias\": \"API\"}", "reserved_alias"},
+        {"{\"url\": \"http://a.example/\", \"alias\": \"healthz\"}", "reserved_alias"},
+        {"{\"url\": \"http://a.example/\", \"expires_at\": \"2030-01-31\"}", "invalid_expires_at"},
+        {"{\"url\": \"http://a.example/\", \"expires_at\": \"2030-02-30T00:00:00Z\"}",
+         "invalid_expires_at"},
+        {"{\"url\": \"http://a.example/\", \"expires_at\": 1896177600}", "invalid_expires_at"},
+        {"{\"url\": \"http://a.example/\", \"expires_at\": \"2020-01-01T00:00:00Z\"}",
+         "invalid_expires_at"},
+        {"{\"url\": \"http://a.example/\", \"expires_at\": \"2026-12-04T20:22:23Z\"}",
+         "invalid_expires_at"},
+        {"{\"url\": \"http://a.example/\", \"max_visits\": 0}", "invalid_max_visits"},
+        {"{\"url\": \"http://a.example/\", \"max_visits\": -3}", "invalid_max_visits"},
+        {"{\"url\": \"http://a.example/\", \"max_visits\": 2.5}", "invalid_max_visits"},
+        {"{\"url\": \"http://a.example/\", \"max_visits\": \"5\"}", "invalid_max_visits"},
+        {"{\"url\": \"http://a.example/\", \"cache_max_age\": -1}", "invalid_cache_max_age"},
+        {"{\"url\": \"http://a.example/\", \"cache_max_age\": 31536001}", "invalid_cache_max_age"},
+        {"{\"url\": \"http://a.example/\", \"cache_max_age\": true}", "invalid_cache_max_age"},
+    };
+    struct link_error err;
+    size_t i;
+
+    for (i = 0; i < ARRAY_SIZE(cases); i++)
+        (void)expect_rejection(cases[i].body, cases[i].code, &err);
 }
 
 static void parse_create_rejects_unknown_field(void **state)
@@ -450,6 +568,7 @@ static void fill_link(struct store_link *link, const char *code, const char *url
     link->url_len = strlen(url);
     link->redirect_status = 301;
     link->owner_key_id = 5;
+    link->cache_max_age = -1;
 }
 
 static void link_json_has_every_field(void **state)
@@ -466,7 +585,7 @@ static void link_json_has_every_field(void **state)
     text = link_to_json(&link, "http://127.0.0.1:8080", &len);
     assert_non_null(text);
     object = load_object(text, len);
-    assert_int_equal(json_object_size(object), 8);
+    assert_int_equal(json_object_size(object), 9);
     assert_string_member(object, "code", "Myoudrf");
     assert_string_member(object, "short_url", "http://127.0.0.1:8080/Myoudrf");
     assert_string_member(object, "url",
@@ -476,6 +595,7 @@ static void link_json_has_every_field(void **state)
     assert_null_member(object, "max_visits");
     assert_integer_member(object, "visits", 0);
     assert_integer_member(object, "redirect_status", 302);
+    assert_null_member(object, "cache_max_age");
     json_decref(object);
     free(text);
 }
@@ -493,11 +613,12 @@ static void link_json_fills_optional_fields(void **state)
     link.max_visits = 10;
     link.visits = 1234567890123;
     link.redirect_status = 308;
+    link.cache_max_age = 600;
 
     text = link_to_json(&link, "https://sho.rt/s", &len);
     assert_non_null(text);
     object = load_object(text, len);
-    assert_int_equal(json_object_size(object), 8);
+    assert_int_equal(json_object_size(object), 9);
     assert_string_member(object, "code", "a-b_c");
     assert_string_member(object, "short_url", "https://sho.rt/s/a-b_c");
     assert_string_member(object, "url", "http://a.example/");
@@ -506,6 +627,7 @@ static void link_json_fills_optional_fields(void **state)
     assert_integer_member(object, "max_visits", 10);
     assert_integer_member(object, "visits", 1234567890123);
     assert_integer_member(object, "redirect_status", 308);
+    assert_integer_member(object, "cache_max_age", 600);
     json_decref(object);
     free(text);
 }
@@ -626,6 +748,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(record_round_trips_every_field),
+        cmocka_unit_test(record_of_plain_link_costs_four_bytes),
+        cmocka_unit_test(parse_create_reads_lifecycle_fields),
+        cmocka_unit_test(parse_create_rejects_bad_lifecycle_fields),
         cmocka_unit_test(record_layout_is_little_endian),
         cmocka_unit_test(record_decode_rejects_short_input),
         cmocka_unit_test(code_valid_checks_every_byte),

@@ -44,6 +44,7 @@
 
 #include "app/links.h"
 #include "app/writer.h"
+#include "core/cache.h"
 #include "core/container_of.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -200,6 +201,35 @@ static int64_t query_connection(sqlite3 *db, const char *sql)
 }
 
 /*
+ * The writer's applied callback, as the daemon uses it: a created link goes
+ * into the cache as a live record, a deleted one as a gone record.
+ */
+static void put_applied(void *context, const struct write_op *op)
+{
+    struct fixture *fixture = context;
+    struct link_record record = {.cache_max_age = -1};
+    char *buffer;
+    size_t size;
+
+    if (op->kind == WRITE_CREATE && op->result == 0) {
+        link_record_from_store(&op->link, &record);
+    } else if (op->kind == WRITE_DELETE) {
+        record.kind = LINK_GONE;
+    } else {
+        return;
+    }
+    size = link_record_size(&record);
+    buffer = malloc(size);
+    assert_non_null(buffer);
+    (void)link_record_encode(&record, buffer);
+    assert_int_equal(cache_put(fixture->cache, op->kind == WRITE_CREATE ? op->link.code : op->code,
+                               op->kind == WRITE_CREATE ? op->link.code_len : op->code_len,
+                               buffer, size, 0, 0),
+                     0);
+    free(buffer);
+}
+
+/*
  * Starts the writer on store (which it takes over) and opens the reader.
  * A first_id above 1 makes the writer's first reservation start there.
  */
@@ -209,10 +239,11 @@ static void start_writer_on(struct fixture *fixture, struct store *store, unsign
     struct writer_config config = {
         .store = store,
         .codegen = &fixture->codegen,
-        .cache = fixture->cache,
         .queue_capacity = queue_capacity,
         .batch_max = batch_max,
         .id_block = id_block,
+        .applied = put_applied,
+        .context = fixture,
     };
     uint64_t first;
 
@@ -558,14 +589,15 @@ static void cache_tracks_creates_and_deletes(void **state)
 {
     struct fixture *fixture = *state;
     struct test_op *create, *long_create, *delete, *unknown;
-    char missing[LINK_RECORD_HEADER], code[CODEGEN_LENGTH_MAX + 1];
+    struct link_record missing_record = {.kind = LINK_MISSING, .cache_max_age = -1};
+    char missing[LINK_RECORD_HEADER_MAX], code[CODEGEN_LENGTH_MAX + 1];
     struct link_record record;
     struct cached cached;
     size_t len;
 
     /* A negative entry for the code that the first create gets is replaced. */
     assert_int_equal(codegen_encode(&fixture->codegen, expected_id(fixture, 1, 0), code), 0);
-    len = link_record_encode(LINK_MISSING, 0, 0, NULL, 0, missing);
+    len = link_record_encode(&missing_record, missing);
     assert_int_equal(cache_put(fixture->cache, code, CODE_LENGTH, missing, len, 60000, 0), 0);
 
     start_writer(fixture, 16, 16, 100);
@@ -581,7 +613,7 @@ static void cache_tracks_creates_and_deletes(void **state)
     assert_int_equal(record.url_len, strlen("https://example.com/cached"));
     assert_memory_equal(record.url, "https://example.com/cached", record.url_len);
 
-    /* A URL too long for the writer's stack buffer takes the heap path. */
+    /* A long URL is cached whole. */
     long_create = new_long_create(fixture, 3000, 'l');
     apply_one(fixture, long_create);
     assert_int_equal(long_create->op.result, 0);
@@ -915,7 +947,6 @@ static void start_rejects_zero_limits(void **state)
     struct fixture *fixture = *state;
     struct writer_config config = {
         .codegen = &fixture->codegen,
-        .cache = fixture->cache,
         .queue_capacity = 16,
         .batch_max = 16,
         .id_block = 100,
