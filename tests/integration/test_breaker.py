@@ -70,6 +70,35 @@ def create_body(url):
     return build_request("POST", "/api/v1/links", {"url": url})
 
 
+# ---- problems: each of these fails against the current code ----
+
+def test_lingering_close_after_error_keeps_server_alive(server):
+    """A malformed head larger than the read buffer, followed by the client
+    shutting down its sending side, makes settle() read the connection after
+    linger_read() freed it (heap-use-after-free in conn.c). Reproduce:
+    send "GET /he lthz HTTP/1.1\\r\\nHost: x\\r\\nX: " + 100,000 bytes, then
+    shutdown(SHUT_WR). The ASan and TSan builds usually die on the second
+    attempt."""
+    head = b"GET /he lthz HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 100000 + b"\r\n\r\n"
+    for _ in range(10):
+        if server.process.poll() is not None:
+            break
+        with contextlib.closing(socket.create_connection(("127.0.0.1", server.port))) as sock:
+            sock.sendall(head)
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(3)
+            try:
+                while sock.recv(65536):
+                    pass
+            except OSError:
+                pass
+        time.sleep(0.1)
+
+    assert server.process.poll() is None, server.log()[-4000:]
+    check_no_sanitizer_report(server)
+    assert server.request("GET", "/healthz").status == 200
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
