@@ -99,6 +99,29 @@ def test_lingering_close_after_error_keeps_server_alive(server):
     assert server.request("GET", "/healthz").status == 200
 
 
+def test_half_closed_client_closed_after_response(make_server):
+    """A client that sends a request and then shuts down its sending side
+    gets its response, and then the server should close the connection,
+    because no further request can come. When the FIN is already queued
+    behind the request, one short read takes the request, clears the
+    readable flag and leaves the FIN unread, so the connection stays open
+    until --idle-timeout (60 s by default), taking a connection slot.
+    Reproduce: send "GET /healthz HTTP/1.1" and shutdown(SHUT_WR) at once.
+    The test queues both behind a create that waits for the locked store,
+    so that the server reads them together every time."""
+    server = make_server(["--idle-timeout", "30"]).start()
+    with server.connect() as client:
+        with store_locked(server.db):
+            client.send(create_body(URL))
+            time.sleep(0.2)
+            client.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            client.sock.shutdown(socket.SHUT_WR)
+            time.sleep(0.2)
+        assert client.read_response().status == 201
+        assert client.read_response().status == 200
+        assert client.closed_by_server(timeout=3)
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
