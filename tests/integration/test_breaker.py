@@ -122,6 +122,41 @@ def test_half_closed_client_closed_after_response(make_server):
         assert client.closed_by_server(timeout=3)
 
 
+def test_sigterm_closes_connection_with_deferred_response(make_server):
+    """SIGTERM while a create waits for the store must still drain that
+    connection. Its response should carry "Connection: close", and the
+    process should exit within --shutdown-timeout. Today begin_shutdown()
+    drains only the connections in a timeout list, and a deferred one is in
+    none, so after its response it stays keep-alive and is served past the
+    timeout for as long as the client keeps sending. Reproduce: hold the
+    SQLite write lock, POST a link, send SIGTERM, release the lock, keep
+    sending GETs."""
+    server = make_server(["--shutdown-timeout", "1"]).start()
+    with Client(server.port) as client:
+        with store_locked(server.db):
+            client.send(create_body(URL))
+            time.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+        response = client.read_response()
+        assert response.status == 201, response
+        assert response.header("connection") == "close"
+
+        # A client that keeps sending must not keep the process alive.
+        deadline = time.monotonic() + 4
+        while server.process.poll() is None and time.monotonic() < deadline:
+            try:
+                client.request("GET", "/healthz")
+            except (ConnectionError, OSError):
+                break
+            time.sleep(0.2)
+    try:
+        status = server.process.wait(1)
+    except subprocess.TimeoutExpired:
+        status = None
+    assert status == 0, "shortd still runs 5 s after SIGTERM with --shutdown-timeout 1"
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
