@@ -179,6 +179,17 @@ def test_chunked_body_in_small_chunks_gets_response(server):
         error_code(response)
 
 
+def test_asterisk_target_error_is_json(server):
+    """"GET * HTTP/1.1" gets 400 with the message
+    'The request target "*" is only allowed with OPTIONS.' pasted unescaped
+    into the JSON body by send_error(), so the body is not JSON."""
+    with server.connect() as client:
+        client.send(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = client.read_response()
+    assert response.status == 400
+    assert error_code(response) == "invalid_target"
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
