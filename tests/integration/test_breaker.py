@@ -190,6 +190,27 @@ def test_asterisk_target_error_is_json(server):
     assert error_code(response) == "invalid_target"
 
 
+def test_stored_redirect_status_checked_on_read(server):
+    """A row whose redirect_status is not 301, 302, 307 or 308 (a corrupt
+    page, a hand edit, a later version) is sent as the status line as it
+    is, such as "HTTP/1.1 0 Unknown", "HTTP/1.1 200 OK" with a Location, or
+    99999 truncated to 34463. Reproduce: UPDATE links SET redirect_status =
+    0, restart, GET the code. The read path should send a valid redirect or
+    a JSON 503, as it already percent-encodes unsafe stored URLs."""
+    codes = [server.create("%s/status/%d" % (URL, i)).json()["code"] for i in range(4)]
+    assert server.stop() == 0
+    with contextlib.closing(sqlite3.connect(server.db)) as connection:
+        for code, value in zip(codes, (200, 0, 99999, -1)):
+            connection.execute("UPDATE links SET redirect_status = ? WHERE code = ?",
+                               (value, code))
+        connection.commit()
+    server.start()
+
+    for code in codes:
+        response = server.request("GET", "/" + code)
+        assert response.status in (301, 302, 307, 308, 503), (code, response)
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
