@@ -211,6 +211,30 @@ def test_stored_redirect_status_checked_on_read(server):
         assert response.status in (301, 302, 307, 308, 503), (code, response)
 
 
+def test_delete_reaches_second_process_on_same_database(make_server, tmp_path):
+    """Two shortd processes may open one SQLite file (start-up even handles
+    the race). A link deleted through one keeps redirecting with 301 on the
+    other for as long as it stays cached, while that process's API already
+    returns 410 for it. Either a second process should be rejected at
+    start, or the delete should reach it."""
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    first = make_server(["--threads", "1"], folder=tmp_path / "first").start()
+    second = make_server(["--threads", "1"], folder=tmp_path / "second")
+    second.db = first.db
+    try:
+        second.start()
+    except RuntimeError:
+        return  # rejecting a second process on the same file is a fix too
+
+    code = first.create(URL).json()["code"]
+    assert second.request("GET", "/" + code).status == 301  # now cached there
+    assert first.request("DELETE", "/api/v1/links/" + code, headers=AUTH).status == 204
+
+    assert second.request("GET", "/api/v1/links/" + code).status == 410
+    assert second.request("GET", "/" + code).status == 410
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
