@@ -235,6 +235,30 @@ def test_delete_reaches_second_process_on_same_database(make_server, tmp_path):
     assert second.request("GET", "/" + code).status == 410
 
 
+@pytest.mark.parametrize("base_url, own_link", [
+    ("https://bücher.example", "https://xn--bcher-kva.example/x"),
+    ("https://bücher.example", "https://bücher.example/x"),
+    ("http://user@sho.rt", "https://sho.rt/x"),
+    ("sho.rt", "https://sho.rt/x"),
+])
+def test_base_url_host_always_guarded(make_server, base_url, own_link):
+    """--base-url is used as given: its host is cut out with strstr("://")
+    and compared as text. An internationalised host, user information or a
+    missing scheme leave no usable host, so links to the service itself are
+    accepted (redirect loops), and "sho.rt" even yields short_url
+    "sho.rt/CODE". shortd should exit with status 2 on a base URL it cannot
+    use, or reject links to its host."""
+    server = make_server(["--base-url", base_url])
+    try:
+        server.start()
+    except RuntimeError as exc:
+        assert "exited with 2" in str(exc), exc
+        return
+    response = server.create(own_link)
+    assert response.status == 400, response
+    assert error_code(response) == "redirect_loop"
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
