@@ -259,6 +259,23 @@ def test_base_url_host_always_guarded(make_server, base_url, own_link):
     assert error_code(response) == "redirect_loop"
 
 
+def test_duplicate_authorization_rejected(server):
+    """Two Authorization fields make the key ambiguous, because shortd
+    uses the first and a proxy in front may check the last. Duplicate Host
+    and Content-Length fields are already rejected for this reason. Today a
+    DELETE with "Authorization: Bearer <admin key>" and then
+    "Authorization: Bearer wrong" deletes the link. It should get 400 and
+    change nothing."""
+    code = server.create(URL).json()["code"]
+    with server.connect() as client:
+        client.send(("DELETE /api/v1/links/%s HTTP/1.1\r\nHost: x\r\n"
+                     "Authorization: Bearer %s\r\nAuthorization: Bearer wrong-key-wrong-key\r\n"
+                     "\r\n" % (code, ADMIN_KEY)).encode())
+        response = client.read_response()
+    assert response.status == 400, response
+    assert server.request("GET", "/" + code).status == 301
+
+
 # ---- coverage: attacks that held up ----
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
