@@ -159,10 +159,11 @@ def test_sigterm_closes_connection_with_deferred_response(make_server):
 
 def test_chunked_body_in_small_chunks_gets_response(server):
     """A chunked create whose decoded body (60 KB) is under --max-body-size
-    (64K) but whose framing is large (1-byte chunks, 360 KB on the wire) is
-    dropped with a TCP reset and no response, because read_once() closes a
-    connection whose input buffer passed input_limit(). It should get 201,
-    or a JSON 400 or 413 before the connection closes."""
+    (64K) can still have large framing: 1-byte chunks make 360 KB on the
+    wire. Such a request is dropped with a TCP reset and no response,
+    because read_once() closes a connection whose input buffer passed
+    input_limit(). It should get 201, or a JSON 400 or 413 before the
+    connection closes."""
     body = b'{"url": "https://example.org/small-chunks"' + b" " * 60000 + b"}"
     framed = b"".join(b"1\r\n%c\r\n" % byte for byte in body) + b"0\r\n\r\n"
     head = (b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -192,9 +193,9 @@ def test_asterisk_target_error_is_json(server):
 
 def test_stored_redirect_status_checked_on_read(server):
     """A row whose redirect_status is not 301, 302, 307 or 308 (a corrupt
-    page, a hand edit, a later version) is sent as the status line as it
-    is, such as "HTTP/1.1 0 Unknown", "HTTP/1.1 200 OK" with a Location, or
-    99999 truncated to 34463. Reproduce: UPDATE links SET redirect_status =
+    page, a hand edit, a later version) reaches the status line unchecked.
+    The client sees "HTTP/1.1 0 Unknown", "HTTP/1.1 200 OK" with a
+    Location, or 99999 truncated to 34463. Reproduce: UPDATE links SET redirect_status =
     0, restart, GET the code. The read path should send a valid redirect or
     a JSON 503, as it already percent-encodes unsafe stored URLs."""
     codes = [server.create("%s/status/%d" % (URL, i)).json()["code"] for i in range(4)]
