@@ -314,15 +314,14 @@ static void delete_read_job(void *thread_state, void *arg)
             &job->early_body_len);
     } else {
         job->op.owner_key_id = link.owner_key_id;
+        store_link_clear(&link);
         rc = writer_submit(job->app->writer, &job->op);
-        if (rc < 0)
-            job->op.result = rc;
+        /* Queued: the job is the writer's now, which posts the answer. */
+        if (rc == 0)
+            return;
+        job->op.result = rc;
     }
     store_link_clear(&link);
-
-    /* Queued: the writer posts the answer when the delete is durable. */
-    if (job->early_status == 0 && job->op.result == 0)
-        return;
     http_conn_post(job->conn, &job->task);
 }
 

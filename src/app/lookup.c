@@ -171,6 +171,13 @@ static void redirect_job(void *thread_state, void *arg)
 
     memset(&link, 0, sizeof(link));
     rc = store_get_link(thread_state, lookup->code, lookup->code_len, &link);
+    if (rc == 0 && link.redirect_status != 301 && link.redirect_status != 302 &&
+        link.redirect_status != 307 && link.redirect_status != 308) {
+        /* Written by hand or corrupted: never send it as a status line. */
+        log_warn("store", "link %s has redirect status %d; using %d", lookup->code,
+                 link.redirect_status, app->config->redirect_status);
+        link.redirect_status = app->config->redirect_status;
+    }
     if (rc == 0 || rc == -ENOENT) {
         lookup->err = encode_link(&link, rc == 0, &lookup->record, &lookup->record_len);
         if (lookup->err == 0 &&

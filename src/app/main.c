@@ -12,12 +12,15 @@
  * commits what is queued and closes its store.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "app/app.h"
 #include "app/config.h"
@@ -100,6 +103,66 @@ static int load_code_key(struct store *store, uint8_t key[CODEGEN_KEY_BYTES])
     return len == CODEGEN_KEY_BYTES ? 0 : -EILSEQ;
 }
 
+/*
+ * Takes an exclusive lock on "<db>.lock", so that two shortd processes never
+ * share one SQLite file: each would keep serving links from its own cache
+ * that the other deleted. Returns the lock's descriptor, kept open until
+ * exit, or -1 after logging why.
+ */
+static int lock_database(const char *db)
+{
+    char path[4200];
+    int fd;
+
+    snprintf(path, sizeof(path), "%s.lock", db);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_error("store", "cannot open lock file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        if (errno == EWOULDBLOCK)
+            log_error("store",
+                      "another shortd process uses %s; stop it or give this one its own --db",
+                      db);
+        else
+            log_error("store", "cannot lock %s: %s", path, strerror(errno));
+        (void)close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * Checks and normalises the base URL: an http or https URL with a host and
+ * no user information, query or fragment; an internationalised host becomes
+ * its ASCII form. Returns 0, or -EINVAL after writing why to stderr.
+ */
+static int set_base_url(struct app *app, const char *configured)
+{
+    static const char *const schemes[] = {"http", "https"};
+    struct url_policy policy = {.schemes = schemes, .scheme_count = 2, .max_length = 1000};
+    struct url_error err = {.code = NULL};
+    size_t len = 0;
+    char *url = NULL;
+
+    if (url_normalize(configured, strlen(configured), &policy, &url, &len, &err) < 0) {
+        fprintf(stderr, "shortd: --base-url %s: %s\n", configured,
+                err.code != NULL ? err.message : "out of memory");
+        return -EINVAL;
+    }
+    if (strpbrk(url, "?#") != NULL) {
+        fprintf(stderr, "shortd: --base-url %s: must not have a query or fragment\n", configured);
+        free(url);
+        return -EINVAL;
+    }
+    while (len > 0 && url[len - 1] == '/')
+        url[--len] = '\0';
+    snprintf(app->base_url, sizeof(app->base_url), "%s", url);
+    free(url);
+    return 0;
+}
+
 /* Copies the host of url (scheme://host[:port]/...) into out. */
 static void host_of(const char *url, char *out, size_t out_len)
 {
@@ -135,6 +198,8 @@ static int wait_for_stop(struct app *app, const sigset_t *signals)
         signo = sigtimedwait(signals, &info, &tick);
         if (signo == SIGTERM || signo == SIGINT)
             return signo;
+        if (signo == SIGHUP)
+            log_info("main", "received SIGHUP and ignored it: settings are read only at start");
         if (signo < 0 && errno != EAGAIN && errno != EINTR) {
             log_error("main", "waiting for signals failed: %s", strerror(errno));
             return SIGTERM;
@@ -155,7 +220,8 @@ int main(int argc, char **argv)
     struct server_config server_config;
     uint8_t code_key[CODEGEN_KEY_BYTES];
     enum config_action action;
-    char error[512];
+    char error[512], base_url[1024];
+    int lock_fd = -1;
     sigset_t signals;
     int rc, rc_keys = 0, signo, status = 1;
 
@@ -175,6 +241,7 @@ int main(int argc, char **argv)
     sigemptyset(&signals);
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGHUP);
     (void)pthread_sigmask(SIG_BLOCK, &signals, NULL);
     (void)signal(SIGPIPE, SIG_IGN);
 
@@ -196,6 +263,11 @@ int main(int argc, char **argv)
     rc = store_open(config.db, &setup_store, error, sizeof(error));
     if (rc < 0) {
         log_error("store", "cannot open %s: %s", config.db, error);
+        return 1;
+    }
+    lock_fd = lock_database(config.db);
+    if (lock_fd < 0) {
+        store_close(setup_store);
         return 1;
     }
     rc = load_code_key(setup_store, code_key);
@@ -301,7 +373,11 @@ int main(int argc, char **argv)
         goto out;
     }
 
-    config_base_url(&config, server_port(app.server), app.base_url, sizeof(app.base_url));
+    config_base_url(&config, server_port(app.server), base_url, sizeof(base_url));
+    if (set_base_url(&app, base_url) < 0) {
+        status = 2;
+        goto out;
+    }
     host_of(app.base_url, app.own_host, sizeof(app.own_host));
     app.url_policy.schemes = config.schemes;
     app.url_policy.scheme_count = config.scheme_count;
@@ -351,6 +427,8 @@ out:
     if (app.cache != NULL)
         cache_destroy(app.cache);
 
+    if (lock_fd >= 0)
+        (void)close(lock_fd);
     if (status == 0)
         log_info("main", "stopped");
     return status;

@@ -91,6 +91,18 @@ void app_send_unavailable(struct http_conn *conn, int err)
         snprintf(message, sizeof(message),
                  "The store is full and cannot accept writes; retry later.");
         break;
+    case -EROFS:
+    case -EACCES:
+        snprintf(message, sizeof(message), "The store cannot be written; retry later.");
+        break;
+    case -EILSEQ:
+        snprintf(message, sizeof(message), "The store holds data this server cannot read.");
+        break;
+    case -ERANGE:
+        snprintf(message, sizeof(message),
+                 "Every code of the configured length is used; the server needs a longer "
+                 "--code-length.");
+        break;
     case -ESHUTDOWN:
         snprintf(message, sizeof(message), "The server is shutting down; retry on another one.");
         break;
@@ -144,6 +156,13 @@ int app_authenticate(struct app *app, struct http_conn *conn, const struct http_
     auth->kind = AUTH_ANONYMOUS;
     if (header == NULL)
         return 0;
+
+    /* Two keys could mean two things to a proxy and to shortd: reject. */
+    if (header != http_find_last_header(req, "Authorization", 13)) {
+        app_send_error(conn, 400, "duplicate_authorization",
+                       "The request has more than one Authorization header.");
+        return -EACCES;
+    }
 
     if (header->value_len < 7 || strncasecmp(header->value, "Bearer ", 7) != 0) {
         http_conn_begin(conn, 401);

@@ -74,7 +74,7 @@ static int next_id(struct writer *writer, struct store_link *link)
     return 0;
 }
 
-/* Takes the next id and its code. Returns 0, a store error, or -ENOSPC when
+/* Takes the next id and its code. Returns 0, a store error, or -ERANGE when
  * the code space of the configured length is used up. */
 static int next_code(struct writer *writer, struct store_link *link)
 {
@@ -85,7 +85,7 @@ static int next_code(struct writer *writer, struct store_link *link)
         if (err < 0)
             return err;
         if (codegen_encode(writer->config.codegen, (uint64_t)link->id, link->code) < 0)
-            return -ENOSPC;
+            return -ERANGE;
         link->code_len = writer->config.codegen->length;
         if (!link_code_reserved(link->code, link->code_len))
             return 0;

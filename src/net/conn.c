@@ -253,8 +253,10 @@ void http_conn_end(struct http_conn *conn, const char *content_type, const void 
         out_append(conn, line, (size_t)len);
     }
 
-    if (!conn->keep_alive)
+    if (!conn->keep_alive) {
         out_append(conn, "Connection: close\r\n", 19);
+        conn->close_sent = true;
+    }
     else if (conn->http10)
         out_append(conn, "Connection: keep-alive\r\n", 24);
     out_append(conn, "\r\n", 2);
@@ -294,14 +296,40 @@ bool http_conn_is_open(const struct http_conn *conn)
     return !conn->closed;
 }
 
-/* Writes a JSON error response built from constant strings. */
+/* Copies text into out as the inside of a JSON string. Returns the length. */
+static size_t json_escape(const char *text, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = 0;
+    unsigned char c;
+
+    for (; *text != '\0' && len + 7 < cap; text++) {
+        c = (unsigned char)*text;
+        if (c == '"' || c == '\\') {
+            out[len++] = '\\';
+            out[len++] = (char)c;
+        } else if (c < 0x20) {
+            memcpy(out + len, "\\u00", 4);
+            out[len + 4] = hex[c >> 4];
+            out[len + 5] = hex[c & 15];
+            len += 6;
+        } else {
+            out[len++] = (char)c;
+        }
+    }
+    out[len] = '\0';
+    return len;
+}
+
+/* Writes a JSON error response. code is snake_case; message is escaped. */
 static void send_error(struct http_conn *conn, int status, const char *code, const char *message)
 {
-    char body[512];
+    char body[600], escaped[400];
     int len;
 
+    (void)json_escape(message, escaped, sizeof(escaped));
     len = snprintf(body, sizeof(body), "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code,
-                   message);
+                   escaped);
     if (len < 0 || (size_t)len >= sizeof(body))
         len = 0;
 
@@ -375,6 +403,12 @@ void conn__close(struct http_conn *conn)
 
     buf__free(&conn->in);
     buf__free(&conn->out);
+    if (conn->all_prev != NULL)
+        conn->all_prev->all_next = conn->all_next;
+    else
+        thread->all_conns = conn->all_next;
+    if (conn->all_next != NULL)
+        conn->all_next->all_prev = conn->all_prev;
     thread->connections--;
     free(conn);
 
@@ -583,8 +617,9 @@ static void dispatch(struct http_conn *conn, struct http_request *req, char *bod
  * or input left for later because processing had to stop, in which case
  * *stalled is set.
  */
-static size_t process(struct http_conn *conn, char *data, size_t len, bool *stalled)
+static size_t process(struct http_conn *conn, char *data, size_t *len_inout, bool *stalled)
 {
+    size_t len = *len_inout;
     struct server_thread *thread = conn->thread;
     const struct http_limits *limits = &thread->server->config.limits;
     struct http_request *req = &thread->request;
@@ -596,6 +631,9 @@ static size_t process(struct http_conn *conn, char *data, size_t len, bool *stal
 
     *stalled = false;
     while (pos < len) {
+        /* After "Connection: close" no further request gets a response. */
+        if (conn->close_sent)
+            return len;
         if (!can_process(conn)) {
             *stalled = true;
             break;
@@ -627,6 +665,12 @@ static size_t process(struct http_conn *conn, char *data, size_t len, bool *stal
             if (r < 0) {
                 reject(conn, &err);
                 return len;
+            }
+            if (r == 0) {
+                /* Drop the framing already decoded: tiny chunks cost no room. */
+                len = pos + conn->head_len +
+                      http_chunked_compact(&conn->chunked, body, body_avail);
+                *len_inout = len;
             }
             body_len = conn->chunked.out_len;
             raw_len = conn->chunked.in_pos;
@@ -720,9 +764,13 @@ static ssize_t read_once(struct http_conn *conn, char **data, size_t *len)
     if (conn->in.len > 0) {
         target = &conn->in;
         if (conn->in.len >= input_limit(thread->server)) {
-            /* The parser rejects long heads and bodies before this. */
-            conn__close(conn);
-            return -1;
+            /* The parser and chunked compaction keep input below this. */
+            struct http_error too_large = {413, "body_too_large",
+                                           "The request is larger than the server accepts."};
+
+            reject(conn, &too_large);
+            conn->readable = false;
+            return 0;
         }
         if (buf__reserve(target, READ_CHUNK_MIN) < 0) {
             conn__close(conn);
@@ -762,8 +810,12 @@ static ssize_t read_once(struct http_conn *conn, char **data, size_t *len)
     return n;
 }
 
-/* Discards input of a lingering connection and closes it at end of input. */
-static void linger_read(struct http_conn *conn)
+/*
+ * Discards input of a lingering or streaming connection and closes it at
+ * end of input. Returns -1 when the connection was closed (and may be
+ * freed), else 0.
+ */
+static int linger_read(struct http_conn *conn)
 {
     struct buf *scratch = &conn->thread->scratch_in;
     ssize_t n;
@@ -774,13 +826,14 @@ static void linger_read(struct http_conn *conn)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             conn->readable = false;
-            return;
+            return 0;
         }
         if (n < 0 && errno == EINTR)
             continue;
         conn__close(conn);
-        return;
+        return -1;
     }
+    return 0;
 }
 
 /* ---- output ---- */
@@ -856,7 +909,7 @@ static void settle(struct http_conn *conn)
         else
             timer_keep(conn, CONN_TIMER_STREAM);
         if (conn->readable)
-            linger_read(conn);
+            (void)linger_read(conn);
         return;
     }
 
@@ -879,8 +932,7 @@ static void settle(struct http_conn *conn)
             (void)shutdown(conn->watch.fd, SHUT_WR);
             conn__timer_set(conn, CONN_TIMER_LINGER);
         }
-        linger_read(conn);
-        if (!conn->closed && conn->peer_closed)
+        if (linger_read(conn) == 0 && conn->peer_closed)
             conn__close(conn);
         return;
     }
@@ -907,7 +959,7 @@ static int pump(struct http_conn *conn)
 
     /* Input left over from an earlier pass comes first. */
     if (conn->in_stalled && can_process(conn)) {
-        consumed = process(conn, conn->in.data, conn->in.len, &stalled);
+        consumed = process(conn, conn->in.data, &conn->in.len, &stalled);
         if (conn->state == CONN_LINGER)
             return 0;
         conn->in_stalled = stalled;
@@ -922,10 +974,12 @@ static int pump(struct http_conn *conn)
         if (n == 0)
             break;
 
-        consumed = process(conn, data, len, &stalled);
+        consumed = process(conn, data, &len, &stalled);
         if (conn->state == CONN_LINGER)
             return 0;
         conn->in_stalled = stalled;
+        if (data == conn->in.data)
+            conn->in.len = len;
         if (keep_input(conn, data, len, consumed) < 0) {
             conn->peer_closed = true;
             break;
@@ -939,7 +993,7 @@ static void conn_run(struct http_conn *conn)
     struct server_thread *thread = conn->thread;
 
     if (conn->state == CONN_LINGER || conn->state == CONN_STREAMING) {
-        linger_read(conn);
+        (void)linger_read(conn);
         return;
     }
 
@@ -975,6 +1029,13 @@ static void on_event(struct loop *loop, struct loop_watch *watch, uint32_t event
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
         conn->readable = true;
+    /*
+     * The client shut down its sending side. Its last bytes may arrive in
+     * the same read as the end of input, which a short read would not
+     * report, so remember it here and close after the responses.
+     */
+    if (events & (EPOLLRDHUP | EPOLLHUP))
+        conn->peer_closed = true;
 
     if (conn->state == CONN_DEFERRED) {
         /* Keep the readiness for when the response is written. */
@@ -994,8 +1055,8 @@ static void on_event(struct loop *loop, struct loop_watch *watch, uint32_t event
             if (conn->out.len == 0 && conn->stream != NULL)
                 conn->stream->writable(conn, conn->stream_arg);
         }
-        if (!conn->closed && conn->readable)
-            linger_read(conn);
+        if (conn->readable)
+            (void)linger_read(conn);
         return;
     }
 
@@ -1041,6 +1102,10 @@ void conn__accepted(struct server_thread *thread, int fd, const struct sockaddr_
         return;
     }
 
+    conn->all_next = thread->all_conns;
+    if (thread->all_conns != NULL)
+        thread->all_conns->all_prev = conn;
+    thread->all_conns = conn;
     thread->connections++;
     conn__timer_set(conn, CONN_TIMER_HEADER);
 }

@@ -865,22 +865,33 @@ int http_parse_request(const char *buf, size_t len, size_t *scan, const struct h
     return parse_head(buf, &found, limits, req, err);
 }
 
+static bool header_named(const struct http_header *h, const char *name, size_t name_len)
+{
+    size_t j = 0;
+
+    if (h->name_len != name_len)
+        return false;
+    while (j < name_len && to_lower((unsigned char)h->name[j]) == to_lower((unsigned char)name[j]))
+        j++;
+    return j == name_len;
+}
+
 const struct http_header *http_find_header(const struct http_request *req, const char *name,
                                            size_t name_len)
 {
     for (unsigned i = 0; i < req->header_count; i++) {
-        const struct http_header *h = &req->headers[i];
+        if (header_named(&req->headers[i], name, name_len))
+            return &req->headers[i];
+    }
+    return NULL;
+}
 
-        if (h->name_len != name_len)
-            continue;
-
-        size_t j = 0;
-
-        while (j < name_len &&
-               to_lower((unsigned char)h->name[j]) == to_lower((unsigned char)name[j]))
-            j++;
-        if (j == name_len)
-            return h;
+const struct http_header *http_find_last_header(const struct http_request *req, const char *name,
+                                                size_t name_len)
+{
+    for (unsigned i = req->header_count; i > 0; i--) {
+        if (header_named(&req->headers[i - 1], name, name_len))
+            return &req->headers[i - 1];
     }
     return NULL;
 }
@@ -1055,4 +1066,16 @@ int http_chunked_decode(struct http_chunked *chunked, char *buf, size_t len, uin
 
     chunked->in_pos = pos;
     return chunked->state == CHUNK_DONE ? 1 : 0;
+}
+
+size_t http_chunked_compact(struct http_chunked *chunked, char *buf, size_t len)
+{
+    size_t rest = len - chunked->in_pos;
+
+    /* The decoder keeps its place in its state, never by looking back. */
+    if (chunked->in_pos > chunked->out_len) {
+        memmove(buf + chunked->out_len, buf + chunked->in_pos, rest);
+        chunked->in_pos = chunked->out_len;
+    }
+    return chunked->in_pos + rest;
 }

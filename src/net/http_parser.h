@@ -113,6 +113,10 @@ int http_parse_request(const char *buf, size_t len, size_t *scan, const struct h
 const struct http_header *http_find_header(const struct http_request *req, const char *name,
                                            size_t name_len);
 
+/* Returns the last header named name (case-insensitive) or NULL. */
+const struct http_header *http_find_last_header(const struct http_request *req, const char *name,
+                                                size_t name_len);
+
 /*
  * Incremental in-place decoder of a chunked body. Initialise with
  * http_chunked_init for each body; the fields are read-only for callers.
@@ -140,5 +144,13 @@ void http_chunked_init(struct http_chunked *chunked);
  */
 int http_chunked_decode(struct http_chunked *chunked, char *buf, size_t len, uint64_t max_body,
                         struct http_error *err);
+
+/*
+ * Moves the raw bytes not decoded yet, buf[in_pos..len), down to just after
+ * the decoded ones, so a body sent in many small chunks takes no more buffer
+ * than its decoded size plus its unread tail. Returns the new length of buf;
+ * decoding continues with it as if nothing had moved.
+ */
+size_t http_chunked_compact(struct http_chunked *chunked, char *buf, size_t len);
 
 #endif

@@ -213,18 +213,26 @@ static void close_listener(struct server_thread *thread)
     loop_timer_stop(thread->loop, &thread->accept_retry);
 }
 
-/* Calls fn on every connection in the timeout lists. fn may close it. */
+/*
+ * Calls fn on every connection of the thread. fn may close and free the
+ * connection it is given, but no other.
+ */
 static void for_each_conn(struct server_thread *thread, void (*fn)(struct http_conn *conn))
 {
     struct http_conn *conn, *next;
-    int t;
 
-    for (t = 0; t < CONN_TIMER_COUNT; t++) {
-        for (conn = thread->timer_head[t]; conn != NULL; conn = next) {
-            next = conn->timer_next;
-            fn(conn);
-        }
+    for (conn = thread->all_conns; conn != NULL; conn = next) {
+        next = conn->all_next;
+        fn(conn);
     }
+}
+
+/* Closes a connection at the end of the grace period, unless it waits for a
+ * deferred response: that one closes as soon as the response is sent. */
+static void close_unless_deferred(struct http_conn *conn)
+{
+    if (conn->state != CONN_DEFERRED && !conn->closed)
+        conn__close(conn);
 }
 
 static void grace_ended(struct loop *loop, struct loop_timer *timer)
@@ -232,8 +240,7 @@ static void grace_ended(struct loop *loop, struct loop_timer *timer)
     struct server_thread *thread =
         container_of(timer, struct server_thread, grace);
 
-    /* Deferred connections are in no list and close after their response. */
-    for_each_conn(thread, conn__close);
+    for_each_conn(thread, close_unless_deferred);
     if (thread->connections == 0)
         loop_stop(loop);
 }

@@ -58,6 +58,9 @@ struct http_conn {
     struct server_thread *thread;
     enum conn_state state;
 
+    /* Links in the thread's list of every open connection, for shutdown. */
+    struct http_conn *all_prev, *all_next;
+
     /* Timeout list links. deadline is loop time in ms. */
     struct http_conn *timer_prev, *timer_next;
     enum conn_timer timer;
@@ -72,6 +75,7 @@ struct http_conn {
     bool draining;        /* the server is shutting down */
     bool http10;          /* the current request is HTTP/1.0 */
     bool served;          /* at least one request got a response */
+    bool close_sent;      /* a response carried Connection: close */
     bool in_stalled;      /* in holds requests not processed for lack of room
                              or because a response is deferred */
     enum http_method method; /* of the current request */
@@ -121,6 +125,7 @@ struct server_thread {
     struct loop_task shutdown;  /* posted by server_shutdown */
     bool shutting_down;
 
+    struct http_conn *all_conns; /* every connection not yet freed */
     struct http_conn *timer_head[CONN_TIMER_COUNT];
     struct http_conn *timer_tail[CONN_TIMER_COUNT];
     unsigned connections; /* open on this thread, deferred ones included */

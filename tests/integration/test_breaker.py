@@ -281,6 +281,9 @@ def test_duplicate_authorization_rejected(server):
 
 CREATE_HEAD = b"POST /api/v1/links HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
+# A create answers 201, or 200 when the same URL was created before (deduplication).
+CREATED = (200, 201)
+
 REJECTED_FRAMING = [
     (CREATE_HEAD + b"Transfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n", 501),
     (CREATE_HEAD + b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
@@ -341,8 +344,8 @@ def test_lenient_framing_forms_accepted(server):
     chunked_ext = (b"5;name=value;quoted=\"a b\"\r\n" + body[:5] + b"\r\n"
                    + b"%x\r\n" % (len(body) - 5) + body[5:] + b"\r\n0;last\r\nTrailer-X: 1\r\n\r\n")
     accepted = [
-        (CREATE_HEAD + b"Content-Length: 00%d\r\n\r\n" % len(body) + body, 201),
-        (CREATE_HEAD + b"Transfer-Encoding:  Chunked \r\n\r\n" + chunked_ext, 201),
+        (CREATE_HEAD + b"Content-Length: 00%d\r\n\r\n" % len(body) + body, CREATED),
+        (CREATE_HEAD + b"Transfer-Encoding:  Chunked \r\n\r\n" + chunked_ext, CREATED),
         (b"\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 200),
         (b"GET http://short.test/healthz HTTP/1.1\r\nHost: other\r\n\r\n", 200),
         (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: \xff\xfe\x80 obs-text\r\n\r\n", 200),
@@ -354,7 +357,8 @@ def test_lenient_framing_forms_accepted(server):
         with server.connect() as client:
             client.send(raw)
             response = client.read_response()
-            assert response.status == status, (raw, response)
+            assert response.status in status if status == CREATED else response.status == status, (
+                raw, response)
 
     # A GET with a body: the body is skipped, not read as the next request.
     hidden = b"GET /nosuch HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -389,9 +393,9 @@ def test_limits_hold_at_exact_sizes(server):
 
     prefix = b'{"url": "https://example.org/limit"'
     body = prefix + b" " * (65536 - len(prefix) - 1) + b"}"
-    assert status_of(CREATE_HEAD + b"Content-Length: 65536\r\n\r\n" + body) == 201
+    assert status_of(CREATE_HEAD + b"Content-Length: 65536\r\n\r\n" + body) in CREATED
     assert status_of(CREATE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n10000\r\n" + body
-                     + b"\r\n0\r\n\r\n") == 201
+                     + b"\r\n0\r\n\r\n") in CREATED
     # Only the heads are sent, because the 413 comes before any body byte.
     assert status_of(CREATE_HEAD + b"Content-Length: 65537\r\n\r\n") == 413
     assert status_of(CREATE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n10001\r\n") == 413
@@ -404,12 +408,12 @@ def test_expect_continue_variants(server):
         client.send(head + b"Transfer-Encoding: chunked\r\n\r\n")
         assert client._read_until(b"\r\n\r\n").startswith(b"HTTP/1.1 100 Continue")
         client.send(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
-        assert client.read_response().status == 201
+        assert client.read_response().status in CREATED
 
     with server.connect() as client:
         client.send(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
         response = client.read_response()
-        assert response.status == 201
+        assert response.status in CREATED
         assert not client.buffer  # no late 100 Continue
 
     with server.connect() as client:
@@ -439,7 +443,7 @@ def test_json_oddities_rejected_with_error_shape(server):
         (b'{"url": "https://example.org/", "x": ' + b"[" * 30000 + b"]" * 30000 + b"}",
          "invalid_json"),
         (b'{"URL": "https://example.org/"}', "unknown_field"),
-        (b'{"url": "https://example.org/", "alias": "mine"}', "unknown_field"),
+        (b'{"url": "https://example.org/", "colour": "mine"}', "unknown_field"),
         (b'{"' + b"k" * 63 + "\u00e9".encode() + b'": 1, "url": "https://example.org/"}',
          "unknown_field"),
         (b'{"url": "https://example.org/\\r\\nSet-Cookie: a=1"}', "invalid_url"),
