@@ -63,6 +63,7 @@ struct config {
     struct client_ranges trusted_proxies;
     uint32_t flush_interval_ms;
     int64_t cache_max_age; /* seconds, -1 when unset */
+    uint32_t event_keepalive_ms;
     unsigned event_replay;
     unsigned event_queue;
     unsigned max_subscribers;

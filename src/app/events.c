@@ -33,7 +33,6 @@
 #include "net/loop.h"
 
 #define STREAM_HIGH_WATER   (64 * 1024)
-#define KEEPALIVE_MS        15000
 #define RETRY_MS            3000
 #define VISIT_FRAME_MAX     (STORE_CODE_MAX + STORE_HOST_MAX + 256)
 
@@ -330,6 +329,6 @@ void app_events(struct app *app, struct http_conn *conn, const struct auth *auth
     len = snprintf(retry, sizeof(retry), "retry: %d\n\n", RETRY_MS);
     (void)http_conn_stream_write(conn, retry, (size_t)len);
     stream_pump(stream);
-    loop_timer_start(stream->loop, &stream->keepalive, KEEPALIVE_MS, KEEPALIVE_MS,
-                     stream_keepalive);
+    loop_timer_start(stream->loop, &stream->keepalive, app->config->event_keepalive_ms,
+                     app->config->event_keepalive_ms, stream_keepalive);
 }
