@@ -683,9 +683,9 @@ void config_print_help(FILE *out)
 
     fprintf(out, "Usage: shortd [OPTION...]\n"
                  "\n"
-                 "shortd serves short links: GET /{code} redirects, /api/v1/links creates,\n"
-                 "reads and deletes them. It runs in the foreground, logs to stderr and stops\n"
-                 "gracefully on SIGTERM or SIGINT.\n"
+                 "shortd serves short links: GET /{code} redirects, and /api/v1 creates,\n"
+                 "reads, lists, deletes, counts and streams them. It runs in the foreground,\n"
+                 "logs to stderr and stops gracefully on SIGTERM or SIGINT.\n"
                  "\n"
                  "Options (each also read from the environment variable shown; flags win\n"
                  "over the environment, which wins over the config file):\n"
