@@ -28,6 +28,7 @@
 #include "app/config.h"
 #include "app/keys.h"
 #include "app/links.h"
+#include "app/metrics.h"
 #include "app/url.h"
 #include "app/visits.h"
 #include "core/broker.h"
@@ -68,6 +69,7 @@ struct app {
     struct keys *keys;
     struct visits *visits;
     struct broker *broker;
+    struct metrics *metrics;
 
     struct ratelimit *anonymous_limit; /* creates without a key, per client address */
     struct ratelimit *key_limit;       /* requests with a non-admin key, per key */
@@ -104,6 +106,13 @@ static inline bool auth_may_manage(const struct auth *auth, int64_t owner)
 /* The server's handler: routes one request. */
 void app_handle_request(void *context, struct http_conn *conn, const struct http_request *req,
                         char *body, size_t body_len);
+
+/* The server's response callback: counts the response in app->metrics. */
+void app_count_response(void *context, unsigned thread, unsigned tag, int status,
+                        uint64_t duration_ns);
+
+/* The writer's commit callback: counts the transaction in app->metrics. */
+void app_count_commit(void *context, size_t ops, uint64_t duration_ns, int err);
 
 /* The server's error callback: logs with a rate limit. */
 void app_report_server_error(void *context, const char *operation, int err);

@@ -97,6 +97,8 @@ static const struct option options[] = {
     {"flush-interval", "SHORTD_FLUSH_INTERVAL", "SECONDS", "1", TYPE_SECONDS,
      FIELD(flush_interval_ms), 10, 3600 * 1000,
      "how often visit counts are written to the store; a crash loses at most this much"},
+    {"track-visits", "SHORTD_TRACK_VISITS", "BOOL", "true", TYPE_BOOL, FIELD(track_visits), 0, 0,
+     "whether redirects are counted per day and referrer host and streamed as events"},
     {"cache-max-age", "SHORTD_CACHE_MAX_AGE", "SECONDS", "none", TYPE_AGE, FIELD(cache_max_age),
      0, 365 * 24 * 3600,
      "default Cache-Control max-age of redirects; none sends no Cache-Control"},

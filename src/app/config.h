@@ -62,6 +62,7 @@ struct config {
     char trusted_proxies_text[1024];
     struct client_ranges trusted_proxies;
     uint32_t flush_interval_ms;
+    bool track_visits;
     int64_t cache_max_age; /* seconds, -1 when unset */
     uint32_t event_keepalive_ms;
     unsigned event_replay;

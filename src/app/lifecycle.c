@@ -119,6 +119,7 @@ static int keep_unflushed(struct store_visit *visits, size_t count)
 static void flush_visits(struct app *app, struct store *store)
 {
     struct store_visit *visits = NULL;
+    uint64_t started;
     size_t count = 0;
     int rc;
 
@@ -134,7 +135,9 @@ static void flush_visits(struct app *app, struct store *store)
     if (unflushed_count == 0)
         return;
 
+    started = metrics_now_ns();
     rc = store_add_visits(store, unflushed, unflushed_count);
+    metrics_visit_flush(app->metrics, unflushed_count, metrics_now_ns() - started, rc);
     writer_set_health(app->writer, rc);
     if (rc < 0) {
         log_error("store", "flush of %zu visit counts failed, retrying: %s", unflushed_count,
@@ -190,4 +193,11 @@ void app_write_tick(void *context, struct store *store, bool final)
     (void)ratelimit_evict_idle(app->key_limit, now);
     if (app->redirect_limit != NULL)
         (void)ratelimit_evict_idle(app->redirect_limit, now);
+}
+
+void app_count_commit(void *context, size_t ops, uint64_t duration_ns, int err)
+{
+    struct app *app = context;
+
+    metrics_commit(app->metrics, ops, duration_ns, err);
 }

@@ -308,6 +308,11 @@ int main(int argc, char **argv)
                   (unsigned long long)config.cache_size);
         goto out;
     }
+    app.metrics = metrics_create(config.threads);
+    if (app.metrics == NULL) {
+        log_error("main", "cannot allocate the metrics");
+        goto out;
+    }
     rc = create_broker(&config, &app.broker);
     if (rc < 0) {
         log_error("main", "cannot create the event broker: %s", strerror(-rc));
@@ -341,6 +346,7 @@ int main(int argc, char **argv)
     writer_config.batch_max = WRITER_BATCH;
     writer_config.id_block = ID_BLOCK;
     writer_config.applied = app_write_applied;
+    writer_config.committed = app_count_commit;
     writer_config.tick = app_write_tick;
     writer_config.tick_interval_ms = config.flush_interval_ms;
     writer_config.context = &app;
@@ -366,6 +372,7 @@ int main(int argc, char **argv)
     server_config.write_timeout_ms = config.write_timeout_ms;
     server_config.handler = app_handle_request;
     server_config.on_error = app_report_server_error;
+    server_config.on_response = app_count_response;
     server_config.context = &app;
     rc = server_create(&server_config, &app.server, error, sizeof(error));
     if (rc < 0) {
@@ -418,6 +425,7 @@ out:
     keys_destroy(app.keys);
     visits_destroy(app.visits);
     broker_destroy(app.broker);
+    metrics_destroy(app.metrics);
     if (app.anonymous_limit != NULL)
         ratelimit_destroy(app.anonymous_limit);
     if (app.key_limit != NULL)

@@ -302,6 +302,29 @@ static void send_health(struct http_conn *conn)
     app_send_json(conn, 200, body, sizeof(body) - 1);
 }
 
+static void send_metrics(struct app *app, struct http_conn *conn)
+{
+    size_t len = 0;
+    char *text = metrics_render(app->metrics, app, &len);
+
+    if (text == NULL) {
+        app_send_unavailable(conn, -ENOMEM);
+        return;
+    }
+    http_conn_begin(conn, 200);
+    http_conn_header(conn, "Cache-Control", "no-store", 8);
+    http_conn_end(conn, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    free(text);
+}
+
+void app_count_response(void *context, unsigned thread, unsigned tag, int status,
+                        uint64_t duration_ns)
+{
+    struct app *app = context;
+
+    metrics_response(app->metrics, thread, tag, status, duration_ns);
+}
+
 static void send_not_found(struct http_conn *conn, const struct http_request *req)
 {
     char message[160];
@@ -331,12 +354,15 @@ static void route_links(struct app *app, struct http_conn *conn, const struct ht
     size_t code_len;
 
     if (rest_len == 0 || (rest_len == 1 && rest[0] == '/')) {
-        if (req->method == HTTP_METHOD_POST)
+        if (req->method == HTTP_METHOD_POST) {
+            http_conn_set_tag(conn, ROUTE_LINK_CREATE);
             app_create_link(app, conn, auth, req, body, body_len);
-        else if (is_read(req->method))
+        } else if (is_read(req->method)) {
+            http_conn_set_tag(conn, ROUTE_LINK_LIST);
             app_list_links(app, conn, auth, req);
-        else
+        } else {
             send_method_not_allowed(conn, "GET, HEAD, POST");
+        }
         return;
     }
     if (rest[0] != '/') {
@@ -357,6 +383,7 @@ static void route_links(struct app *app, struct http_conn *conn, const struct ht
             send_not_found(conn, req);
             return;
         }
+        http_conn_set_tag(conn, ROUTE_LINK_STATS);
         if (is_read(req->method))
             app_link_stats(app, conn, auth, req, code, code_len);
         else
@@ -364,12 +391,15 @@ static void route_links(struct app *app, struct http_conn *conn, const struct ht
         return;
     }
 
-    if (is_read(req->method))
+    if (is_read(req->method)) {
+        http_conn_set_tag(conn, ROUTE_LINK_READ);
         app_read_link(app, conn, auth, code, code_len);
-    else if (req->method == HTTP_METHOD_DELETE)
+    } else if (req->method == HTTP_METHOD_DELETE) {
+        http_conn_set_tag(conn, ROUTE_LINK_DELETE);
         app_delete_link(app, conn, auth, code, code_len);
-    else
+    } else {
         send_method_not_allowed(conn, "GET, HEAD, DELETE");
+    }
 }
 
 /* Routes /api/v1/keys and below; rest is the path after "keys". */
@@ -380,6 +410,7 @@ static void route_keys(struct app *app, struct http_conn *conn, const struct htt
     int64_t id = 0;
     size_t i;
 
+    http_conn_set_tag(conn, ROUTE_KEYS);
     if (rest_len == 0 || (rest_len == 1 && rest[0] == '/')) {
         if (req->method != HTTP_METHOD_POST && !is_read(req->method)) {
             send_method_not_allowed(conn, "GET, HEAD, POST");
@@ -426,6 +457,7 @@ static void route_api(struct app *app, struct http_conn *conn, const struct http
     } else if (rest_len >= 4 && memcmp(rest, "keys", 4) == 0) {
         route_keys(app, conn, req, &auth, rest + 4, rest_len - 4, body, body_len);
     } else if (segment_is(rest, rest_len, "events")) {
+        http_conn_set_tag(conn, ROUTE_EVENTS);
         if (req->method == HTTP_METHOD_GET)
             app_events(app, conn, &auth, req);
         else
@@ -445,6 +477,7 @@ void app_handle_request(void *context, struct http_conn *conn, const struct http
     /* The hot path: one segment that is a code. */
     if (len > 1 && link_code_valid(path + 1, len - 1)) {
         if (!link_code_reserved(path + 1, len - 1)) {
+            http_conn_set_tag(conn, ROUTE_REDIRECT);
             if (is_read(req->method))
                 app_redirect(app, conn, req, path + 1, len - 1);
             else
@@ -453,6 +486,7 @@ void app_handle_request(void *context, struct http_conn *conn, const struct http
         }
 
         if (len == 8 && memcmp(path, "/healthz", 8) == 0) {
+            http_conn_set_tag(conn, ROUTE_HEALTH);
             if (is_read(req->method))
                 send_health(conn);
             else
@@ -460,8 +494,17 @@ void app_handle_request(void *context, struct http_conn *conn, const struct http
             return;
         }
         if (len == 7 && memcmp(path, "/readyz", 7) == 0) {
+            http_conn_set_tag(conn, ROUTE_READY);
             if (is_read(req->method))
                 app_ready(app, conn);
+            else
+                send_method_not_allowed(conn, "GET, HEAD");
+            return;
+        }
+        if (len == 8 && memcmp(path, "/metrics", 8) == 0) {
+            http_conn_set_tag(conn, ROUTE_METRICS);
+            if (is_read(req->method))
+                send_metrics(app, conn);
             else
                 send_method_not_allowed(conn, "GET, HEAD");
             return;

@@ -43,6 +43,14 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 /* Makes sure `count` ids are reserved. Returns 0 or a store error. */
 static int reserve_ids(struct writer *writer, size_t count)
 {
@@ -135,6 +143,7 @@ static int prepare_create(struct writer *writer, struct write_op *op, struct sto
 static void apply_batch(struct writer *writer, struct write_op **batch, size_t count)
 {
     struct store_op *ops = writer->ops;
+    uint64_t started = monotonic_ns();
     int64_t now = wall_ms();
     size_t i, creates = 0;
     int err = 0;
@@ -176,6 +185,8 @@ static void apply_batch(struct writer *writer, struct write_op **batch, size_t c
     if (err == 0)
         err = store_apply(writer->config.store, ops, count);
     atomic_store_explicit(&writer->health, err, memory_order_relaxed);
+    if (writer->config.committed != NULL)
+        writer->config.committed(writer->config.context, count, monotonic_ns() - started, err);
 
     for (i = 0; i < count; i++) {
         struct write_op *op = batch[i];

@@ -97,11 +97,14 @@ struct writer_config {
     /* Optional: called after each commit for every op that took effect. */
     void (*applied)(void *context, const struct write_op *op);
 
+    /* Optional: called after each transaction with its size, duration and result. */
+    void (*committed)(void *context, size_t ops, uint64_t duration_ns, int err);
+
     /* Optional: called every tick_interval_ms and, with final set, at stop. */
     void (*tick)(void *context, struct store *store, bool final);
     uint32_t tick_interval_ms;
 
-    void *context; /* passed to applied and tick */
+    void *context; /* passed to applied, committed and tick */
 };
 
 /*

@@ -145,6 +145,25 @@ static void timer_keep(struct http_conn *conn, enum conn_timer timer)
 
 /* ---- responses ---- */
 
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+
+    (void)clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Reports a finished response to the server's on_response callback. */
+static void report_response(struct http_conn *conn)
+{
+    struct server *server = conn->thread->server;
+
+    if (server->config.on_response != NULL)
+        server->config.on_response(server->config.context, conn->thread->index, conn->tag,
+                                   conn->status, monotonic_ns() - conn->start_ns);
+}
+
+
 const char *http_status_reason(int status)
 {
     switch (status) {
@@ -264,6 +283,12 @@ void http_conn_end(struct http_conn *conn, const char *content_type, const void 
     if (conn->method != HTTP_METHOD_HEAD && body_len > 0)
         out_append(conn, body, body_len);
     conn->responding = false;
+    report_response(conn);
+}
+
+void http_conn_set_tag(struct http_conn *conn, unsigned tag)
+{
+    conn->tag = (uint8_t)tag;
 }
 
 void http_conn_close_after(struct http_conn *conn)
@@ -452,6 +477,7 @@ void http_conn_stream_start(struct http_conn *conn, const char *content_type,
     conn->responding = false;
     conn->in_stalled = false;
     conn->state = CONN_STREAMING;
+    report_response(conn);
     conn->stream = handler;
     conn->stream_arg = arg;
 }
@@ -546,6 +572,8 @@ void conn__timed_out(struct http_conn *conn)
             conn->out_target = &thread->scratch_out;
             conn->keep_alive = false;
             conn->method = HTTP_METHOD_OTHER;
+            conn->tag = 0;
+            conn->start_ns = monotonic_ns();
             send_error(conn, 408, "request_timeout",
                        "The request was not received completely in time.");
             (void)send(conn->watch.fd, thread->scratch_out.data, thread->scratch_out.len,
@@ -582,6 +610,8 @@ static bool can_process(const struct http_conn *conn)
 
 static void reject(struct http_conn *conn, const struct http_error *err)
 {
+    conn->tag = 0;
+    conn->start_ns = monotonic_ns();
     conn->keep_alive = false;
     conn->method = HTTP_METHOD_OTHER;
     send_error(conn, err->status, err->code, err->message);
@@ -594,6 +624,8 @@ static void dispatch(struct http_conn *conn, struct http_request *req, char *bod
     struct server *server = conn->thread->server;
 
     conn->method = req->method;
+    conn->tag = 0;
+    conn->start_ns = monotonic_ns();
     conn->http10 = req->version_minor == 0;
     conn->served = true;
     if (!req->keep_alive || conn->draining)

@@ -59,6 +59,15 @@ typedef void (*server_handler_fn)(void *context, struct http_conn *conn,
  */
 typedef void (*server_error_fn)(void *context, const char *operation, int err);
 
+/*
+ * Called on an I/O thread when a response is complete (for a streaming
+ * response, when its headers are), with the I/O thread's index, the tag the
+ * handler set with http_conn_set_tag (0 when none), the status and the time
+ * since the request head was complete, in nanoseconds.
+ */
+typedef void (*server_response_fn)(void *context, unsigned thread, unsigned tag, int status,
+                                   uint64_t duration_ns);
+
 struct server_config {
     const char *host; /* numeric address or name to listen on */
     const char *port; /* service, "0" picks a free port */
@@ -71,6 +80,7 @@ struct server_config {
     uint32_t write_timeout_ms;
     server_handler_fn handler;
     server_error_fn on_error; /* optional */
+    server_response_fn on_response; /* optional */
     void *context;            /* passed to handler and on_error */
 };
 
@@ -132,6 +142,9 @@ void http_conn_headerf(struct http_conn *conn, const char *name, const char *for
  */
 void http_conn_end(struct http_conn *conn, const char *content_type, const void *body,
                    size_t body_len);
+
+/* Labels the current request for on_response, such as a route number. */
+void http_conn_set_tag(struct http_conn *conn, unsigned tag);
 
 /* Makes the connection close after the current response. */
 void http_conn_close_after(struct http_conn *conn);

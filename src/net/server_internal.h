@@ -80,6 +80,8 @@ struct http_conn {
                              or because a response is deferred */
     enum http_method method; /* of the current request */
     int status;              /* of the response being written */
+    uint8_t tag;             /* set by the handler, for on_response */
+    uint64_t start_ns;       /* when the current request's head was complete */
 
     /* Input the connection owns: the start of a request not yet complete. */
     struct buf in;
