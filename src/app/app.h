@@ -8,7 +8,7 @@
  *
  * Request paths:
  *   routes.c     picks the handler from method and path; authentication,
- *                rate limits and JSON error answers.
+ *                rate limits and JSON error responses.
  *   redirect.c   GET /{code}: the cache, expiry, visit limits, visit counts.
  *   lookup.c     everything that reads the store on the worker pool: cache
  *                misses (coalesced per code), link reads, statistics,
@@ -126,18 +126,18 @@ void app_worker_fini(void *context, void *thread_state);
 /* Returns the wall-clock time in ms. */
 int64_t app_wall_ms(void);
 
-/* ---- answers, routes.c ---- */
+/* ---- responses, routes.c ---- */
 
-/* Answers with a JSON error object. message is one sentence. */
+/* Responds with a JSON error object. message is one sentence. */
 void app_send_error(struct http_conn *conn, int status, const char *code, const char *message);
 
-/* Answers with a JSON body (NUL-terminated text), or 500 when body is NULL. */
+/* Responds with a JSON body (NUL-terminated text), or 500 when body is NULL. */
 void app_send_json(struct http_conn *conn, int status, const char *body, size_t len);
 
-/* Answers 503 with Retry-After for a store or queue failure. */
+/* Responds with 503 and Retry-After for a store or queue failure. */
 void app_send_unavailable(struct http_conn *conn, int err);
 
-/* Answers 401 missing_key with WWW-Authenticate: Bearer. */
+/* Responds with 401 missing_key and WWW-Authenticate: Bearer. */
 void app_send_unauthorized(struct http_conn *conn, const char *message);
 
 /*
@@ -151,12 +151,12 @@ int app_query_param(const struct http_request *req, const char *name, char *valu
 /* Adds the RateLimit-* headers of a rate limit decision. */
 void app_add_rate_headers(struct http_conn *conn, const struct ratelimit_result *result);
 
-/* Answers 429 with Retry-After and the RateLimit-* headers. */
+/* Responds with 429, Retry-After and the RateLimit-* headers. */
 void app_send_rate_limited(struct http_conn *conn, const struct ratelimit_result *result);
 
 /*
  * Reads the Authorization header. Returns 0 with auth filled (anonymous
- * when there is no header), or answers 401 (malformed) or 403 (unknown or
+ * when there is no header), or responds with 401 (malformed) or 403 (unknown or
  * revoked key) and returns -EACCES.
  */
 int app_authenticate(struct app *app, struct http_conn *conn, const struct http_request *req,
@@ -171,7 +171,7 @@ void app_redirect(struct app *app, struct http_conn *conn, const struct http_req
 /* ---- lookup.c ---- */
 
 /*
- * Answers a redirect from a link record (the cache's, or one just read from
+ * Responds to a redirect from a link record (the cache's, or one just read from
  * the store): expiry, visit limit, counting and the response. May defer
  * when the visit limit state of the link must be loaded.
  */

@@ -5,7 +5,7 @@
  * The I/O thread validates a request completely (framing, type, JSON,
  * fields, URL, key, rate limit) before anything is queued, so a rejected
  * request changes nothing. A valid one becomes a write_job queued on the
- * writer; the answer is deferred until the writer's transaction is durable
+ * writer; the response is deferred until the writer's transaction is durable
  * (201, 200 or 204) or has failed (503).
  *
  * A delete first reads the link on the worker pool: the key that asks must
@@ -14,7 +14,7 @@
  *
  * Job life: allocated by the I/O thread -> owned by the worker or the writer
  * while queued and running -> posted back to the connection's loop by
- * done(), where the answer is written and the job freed.
+ * done(), where the response is written and the job freed.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -41,7 +41,7 @@ struct write_job {
     char secret[KEYS_SECRET_SIZE]; /* a key create's secret, shown once */
     bool rate_limited;             /* an anonymous create: send RateLimit headers */
     struct ratelimit_result rate;
-    int early_status; /* set by the delete's read when it answers itself */
+    int early_status; /* set by the delete's read when it responds itself */
     char *early_body;
     size_t early_body_len;
 };
@@ -90,9 +90,9 @@ static void create_answer(struct loop *loop, struct loop_task *task)
 
     body = link_to_json(&job->op.link, job->app->base_url, &len);
     if (body == NULL) {
-        /* The link is stored; only the answer could not be built. */
+        /* The link is stored, but the response could not be built. */
         app_send_error(job->conn, 500, "internal_error",
-                       "The link was created but the answer could not be built.");
+                       "The link was created but the response could not be built.");
         free_job(job);
         return;
     }
@@ -168,7 +168,7 @@ static void submit(struct app *app, struct http_conn *conn, struct write_job *jo
         app_send_unavailable(conn, rc);
         return;
     }
-    /* The answer runs on this loop, after this handler returns. */
+    /* The response is written on this loop, after this handler returns. */
     http_conn_defer(conn);
 }
 
@@ -190,8 +190,8 @@ static bool is_json(const struct http_request *req)
     return len == 16 && strncasecmp(type->value, "application/json", 16) == 0;
 }
 
-/* Checks the framing and type of a JSON body. Answers and returns false
- * when they are wrong. */
+/* Checks the framing and type of a JSON body. Responds with the error and
+ * returns false when they are wrong. */
 static bool json_body_ok(struct http_conn *conn, const struct http_request *req)
 {
     if (req->content_length < 0 && !req->chunked) {
@@ -207,8 +207,8 @@ static bool json_body_ok(struct http_conn *conn, const struct http_request *req)
     return true;
 }
 
-/* Takes a token for an anonymous create. Answers 429 when the client's
- * bucket is empty. */
+/* Takes a token for an anonymous create. Responds with 429 when the
+ * client's bucket is empty. */
 static bool anonymous_allowed(struct app *app, struct http_conn *conn,
                               const struct http_request *req, struct ratelimit_result *result)
 {
@@ -316,7 +316,7 @@ static void delete_read_job(void *thread_state, void *arg)
         job->op.owner_key_id = link.owner_key_id;
         store_link_clear(&link);
         rc = writer_submit(job->app->writer, &job->op);
-        /* Queued: the job is the writer's now, which posts the answer. */
+        /* Queued: the job is the writer's now, which posts the response. */
         if (rc == 0)
             return;
         job->op.result = rc;

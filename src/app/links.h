@@ -93,7 +93,7 @@ struct link_create_request {
 
 /* Why a request body was rejected. */
 struct link_error {
-    int status;        /* HTTP status to answer */
+    int status;        /* HTTP status of the response */
     const char *code;  /* snake_case error code */
     char message[320]; /* one sentence */
 };

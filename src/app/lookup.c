@@ -4,7 +4,7 @@
  *
  * Redirect miss: a struct lookup is allocated and entered in app->pending
  * under the code. The first request for a code leads: it takes the cache
- * epoch, queues a store read and defers its answer. Requests for the same
+ * epoch, queues a store read and defers its response. Requests for the same
  * code that arrive while the read runs join the leader's list of waiters
  * instead of reading again, so a burst of clicks on a cold link costs one
  * store read. When the read ends, the worker fills the cache (unless a
@@ -12,11 +12,11 @@
  * counter of a limited link, removes the pending entry and posts the result
  * to every waiter's connection.
  *
- * Other reads build their JSON answer on the worker, so the I/O thread only
+ * Other reads build their JSON response on the worker, so the I/O thread only
  * writes it.
  *
  * Lookup life: created by the I/O thread -> owned by the worker pool while
- * queued or running -> posted to the connection's loop, which answers and
+ * queued or running -> posted to the connection's loop, which responds and
  * frees it.
  */
 #include <errno.h>
@@ -72,10 +72,10 @@ struct lookup {
     size_t limit;
 
     /* Result, set by the worker. */
-    int err;      /* 0, or a negative errno to answer with 503 */
+    int err;      /* 0, or a negative errno to respond with 503 */
     char *record; /* LOOKUP_REDIRECT: an encoded link record */
     size_t record_len;
-    int status; /* the other purposes: the answer */
+    int status; /* the other purposes: the response */
     char *body;
     size_t body_len;
 };
@@ -94,7 +94,7 @@ static void set_error_body(struct lookup *lookup, int status, const char *code,
     lookup->body = link_error_json(code, message, &lookup->body_len);
 }
 
-/* Takes ownership of a JSON value and stores it as the answer. */
+/* Takes ownership of a JSON value and stores it as the response. */
 static void set_json_body(struct lookup *lookup, int status, json_t *value)
 {
     lookup->status = status;
@@ -108,7 +108,7 @@ static void set_json_body(struct lookup *lookup, int status, json_t *value)
 /*
  * Encodes what the store returned as a cache record. A stored URL that is
  * not header-safe (written by an older version or by hand) is
- * percent-encoded here, so the cache only ever holds safe URLs.
+ * percent-encoded here, so the cache only ever contains safe URLs.
  */
 static int encode_link(const struct store_link *link, int found, char **out, size_t *len)
 {
@@ -205,7 +205,7 @@ static void redirect_job(void *thread_state, void *arg)
 
 /*
  * Reads the link for an API request and checks that auth may see it. Returns
- * 0 with link filled, or a negative value after setting the answer.
+ * 0 with link filled, or a negative value after setting the response.
  */
 static int read_owned_link(struct lookup *lookup, struct store *store, struct store_link *link)
 {
@@ -500,7 +500,7 @@ void app_redirect_miss(struct app *app, struct http_conn *conn, const char *code
 
     rc = workpool_submit(app->workers, redirect_job, lookup);
     if (rc < 0) {
-        /* Nobody will read the store: answer the leader and its waiters. */
+        /* No worker will read the store, so respond to the leader and its waiters. */
         (void)shardmap_remove(app->pending, code, code_len, &removed);
         lookup->err = rc;
         finish_chain(lookup);

@@ -2,7 +2,7 @@
  * GET and HEAD /{code}: the redirect, the hot path of the server.
  *
  * A cache hit copies the link record to the stack under the shard lock and
- * answers after the lock is released. Then, in order: an expired link gets
+ * responds after the lock is released. Then, in order: an expired link gets
  * 410; a link with a visit limit takes one visit from its counter (below);
  * the redirect is written; a GET is counted for statistics (visits.c) and
  * published on the visits topic when a stream listens. Nothing on this path

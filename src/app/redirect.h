@@ -19,7 +19,7 @@ struct visit_limit {
 
 enum limit_outcome {
     LIMIT_ALLOWED,   /* the visit may redirect (and was counted when asked) */
-    LIMIT_EXHAUSTED, /* the limit is reached: answer 410 */
+    LIMIT_EXHAUSTED, /* the limit is reached: respond with 410 */
     LIMIT_UNKNOWN,   /* no counter yet: read the stored count first */
     LIMIT_ERROR,     /* out of memory */
 };

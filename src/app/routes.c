@@ -1,5 +1,5 @@
 /*
- * Request routing, authentication, rate limits and the JSON answers shared
+ * Request routing, authentication, rate limits and the JSON responses shared
  * by handlers.
  *
  *   GET|HEAD  /{code}                       redirect            redirect.c
@@ -261,7 +261,7 @@ int app_query_param(const struct http_request *req, const char *name, char *valu
     return 0;
 }
 
-/* Answers 401 unless the request carries the admin key. */
+/* Responds with 401 or 403 unless the request carries the admin key. */
 static bool require_admin(struct http_conn *conn, const struct auth *auth)
 {
     if (auth->kind == AUTH_ADMIN)
@@ -275,7 +275,8 @@ static bool require_admin(struct http_conn *conn, const struct auth *auth)
     return false;
 }
 
-/* Takes a token from the bucket of a non-admin key. Answers 429 when empty. */
+/* Takes a token from the bucket of a non-admin key. Responds with 429 when
+ * the bucket is empty. */
 static bool key_allowed(struct app *app, struct http_conn *conn, const struct auth *auth)
 {
     struct ratelimit_limit limit;

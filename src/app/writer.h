@@ -80,7 +80,7 @@ struct write_op {
 
     /*
      * Called on the writer thread once the outcome is known. It must not
-     * block; shortd posts the answer to the connection's loop.
+     * block; shortd posts the response to the connection's loop.
      */
     void (*done)(struct write_op *op);
 
