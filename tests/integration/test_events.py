@@ -7,6 +7,9 @@ it, instead of waiting for a silence.
 """
 
 import re
+import socket
+import struct
+import threading
 import time
 
 import pytest
@@ -122,6 +125,33 @@ def test_link_expired_event(events_server):
         assert document["code"] == code, frame
         owner_frame = owner_stream.wait_for_event("link.expired", code, timeout=15)
         assert owner_frame.id == frame.id, (owner_frame, frame)
+
+
+def test_many_links_expiring_together(events_server):
+    """More links than one expiry sweep marks (1000) expire at one time."""
+    server = events_server
+    with EventStream(server.port, ADMIN_KEY, topics="links") as stream:
+        expires_at = rfc3339_in(2.0)
+        requests = [build_request("POST", "/api/v1/links",
+                                  {"url": "https://example.org/%d" % i, "expires_at": expires_at})
+                    for i in range(2500)]
+        responses = run_parallel(server.port, requests, connections=8)
+        assert all(response.status == 201 for response in responses)
+        codes = {response.json()["code"] for response in responses}
+
+        expired = set()
+        deadline = time.monotonic() + 20
+        while expired != codes and time.monotonic() < deadline:
+            frame = stream.next_frame(1.0)
+            if frame is not None and frame.event == "link.expired":
+                expired.add(frame.json()["code"])
+        assert len(expired) == 2500, len(expired)
+        assert expired == codes
+        assert not any(frame.event == "dropped" for frame in stream.frames), stream.frames[-5:]
+
+    statuses = run_parallel(server.port, [build_request("GET", "/" + code) for code in codes],
+                            connections=8)
+    assert {response.status for response in statuses} == {410}
 
 
 def test_rejected_writes_publish_nothing(events_server):
@@ -362,6 +392,64 @@ def test_revoked_key_stream_ends(events_server):
         assert [frame for frame in late if frame.event == "visit"] == [], late
     finally:
         stream.close()
+
+
+def test_stream_churn_during_traffic(make_server):
+    """Streams that open, read a little and vanish (some with a reset)
+    while links are created, visited and deleted leave the server healthy.
+    Under a sanitizer build this checks the stream's teardown."""
+    server = make_server(["--threads", "2", "--event-queue", "2", "--event-keepalive", "0.1",
+                          "--max-subscribers", "16"]).start()
+    key = create_key(server, "churn", burst=100000, rate=100000)["key"]
+    errors = []
+
+    def churn(index):
+        try:
+            for round_number in range(25):
+                secret = ADMIN_KEY if (index + round_number) % 2 else key
+                sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                if round_number % 3 == 0:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 2048)
+                sock.sendall(build_request("GET", "/api/v1/events", None, bearer(secret)))
+                sock.recv(100 * (round_number % 4) + 10)
+                # Stay a moment, so events are queued and written to this stream.
+                time.sleep(0.01 * (round_number % 4))
+                if round_number % 2:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                    struct.pack("ii", 1, 0))
+                sock.close()
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+
+    def traffic():
+        try:
+            for number in range(150):
+                owner = key if number % 2 else ADMIN_KEY
+                code = server.create("https://example.org/churn/%d" % number,
+                                     key=owner).json()["code"]
+                with Client(server.port) as client:
+                    for _ in range(10):
+                        client.request("GET", "/" + code, None,
+                                       {"Referer": "https://r%d.example/" % (number % 3)})
+                if number % 4 == 0:
+                    server.request("DELETE", "/api/v1/links/" + code, None, ADMIN)
+        except Exception as exc:  # reported by the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(i,)) for i in range(6)]
+    threads.append(threading.Thread(target=traffic))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == [], errors
+
+    assert server.request("GET", "/healthz").status == 200
+    with EventStream(server.port, ADMIN_KEY, topics="links") as stream:
+        code = server.create("https://example.org/after-churn").json()["code"]
+        stream.wait_for_event("link.created", code)
+    assert server.stop() == 0
 
 
 def test_visit_event_valid_for_non_utf8_referrer(events_server):

@@ -236,6 +236,15 @@ def test_list_own_links_newest_first_with_paging(server):
     assert pages == [mine[6:3:-1], mine[3:0:-1], mine[0:1]], pages
 
 
+def test_list_order_kept_across_restart(server):
+    owner = create_key(server, "owner")["key"]
+    before = [server.create(URL + "/before/%d" % i, key=owner).json()["code"] for i in range(2)]
+    assert server.stop() == 0
+    server.start()
+    after = [server.create(URL + "/after/%d" % i, key=owner).json()["code"] for i in range(2)]
+    assert list_all_codes(server, bearer(owner)) == (before + after)[::-1]
+
+
 def test_list_exact_multiple_of_limit_ends_with_null(server):
     owner = create_key(server, "owner")["key"]
     for i in range(4):

@@ -1,13 +1,14 @@
 """Link lifecycle over HTTP against the real binary: aliases, expiry, visit
 limits, per-link redirect status and caching, and deduplication."""
 
+import datetime
 import time
 
 import pytest
 
-from shortd import error_code, get_requests
-from support import (ADMIN, create_request, expect_error, list_all_codes, read_link,
-                     rfc3339_in, send_at_once, wait_for_visits, wait_until)
+from shortd import ADMIN_KEY, error_code, get_requests, run_parallel
+from support import (ADMIN, EventStream, create_request, expect_error, list_all_codes,
+                     read_link, rfc3339_in, send_at_once, wait_for_visits, wait_until)
 from support import no_sanitizer_report  # noqa: F401 (an autouse fixture)
 
 URL = "https://example.org/lifecycle"
@@ -176,31 +177,47 @@ def test_past_expires_at_rejected(server, text):
 
 def test_expired_link_is_410_but_readable(make_server):
     server = make_server(["--flush-interval", "0.2"]).start()
-    response = server.create(URL, expires_at=rfc3339_in(1.5))
-    assert response.status == 201, response
-    link = response.json()
-    code = link["code"]
-    assert server.request("GET", "/" + code).status == 301
+    with EventStream(server.port, ADMIN_KEY, topics="links") as stream:
+        response = server.create(URL, expires_at=rfc3339_in(1.5))
+        assert response.status == 201, response
+        link = response.json()
+        code = link["code"]
+        assert server.request("GET", "/" + code).status == 301
 
-    wait_until(lambda: server.request("HEAD", "/" + code).status == 410, timeout=10,
-               what="410 for the expired link")
-    redirect = server.request("GET", "/" + code)
-    expect_error(redirect, 410, "link_expired")
-    head = server.request("HEAD", "/" + code)
-    assert head.status == 410, head
+        # HEAD polls without counting visits.
+        wait_until(lambda: server.request("HEAD", "/" + code).status == 410, timeout=10,
+                   what="410 for the expired link")
+        expect_error(server.request("GET", "/" + code), 410, "link_expired")
 
-    read = server.request("GET", "/api/v1/links/" + code)
-    assert read.status == 200, read
-    assert read.json()["code"] == code, read
-    assert read.json()["expires_at"] == link["expires_at"], read
-    assert read.json()["url"] == URL, read
+        read = server.request("GET", "/api/v1/links/" + code)
+        assert read.status == 200, read
+        assert read.json()["code"] == code, read
+        assert read.json()["expires_at"] == link["expires_at"], read
+        assert read.json()["url"] == URL, read
 
-    # After the sweep has marked it and after a restart, nothing changes.
-    time.sleep(0.5)
+        # Once the sweep has marked it, and after a restart, nothing changes.
+        stream.wait_for_event("link.expired", code)
+    expect_error(server.request("GET", "/" + code), 410, "link_expired")
     assert server.stop() == 0
     server.start()
     expect_error(server.request("GET", "/" + code), 410, "link_expired")
     assert server.request("GET", "/api/v1/links/" + code).status == 200
+
+
+def test_link_expiring_while_stopped_is_410(make_server):
+    # A long flush interval: no expiry sweep runs before the checks.
+    server = make_server(["--flush-interval", "3600"]).start()
+    expires_at = rfc3339_in(1.0)
+    code = server.create(URL, expires_at=expires_at).json()["code"]
+    assert server.stop() == 0
+    moment = datetime.datetime.strptime(expires_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc)
+    while datetime.datetime.now(datetime.timezone.utc) <= moment:
+        time.sleep(0.05)
+    server.start()
+    expect_error(server.request("GET", "/" + code), 410, "link_expired")
+    assert server.request("HEAD", "/" + code).status == 410
+    assert read_link(server, code)["url"] == URL
 
 
 def test_expired_link_visits_not_counted(make_server):
@@ -212,8 +229,10 @@ def test_expired_link_visits_not_counted(make_server):
                what="expiry")
     for _ in range(5):
         assert server.request("GET", "/" + code).status == 410
-    wait_for_visits(server, code, 1)
-    time.sleep(0.6)
+    # Counts flushed after the sentinel's include any the 410s had made.
+    sentinel = server.create(URL + "/sentinel").json()["code"]
+    assert server.request("GET", "/" + sentinel).status == 301
+    wait_for_visits(server, sentinel, 1)
     assert read_link(server, code)["visits"] == 1
 
 
@@ -276,6 +295,35 @@ def test_max_visits_exact_on_cold_cache(make_server):
     assert server.stop() == 0
     server.start()
     assert exhaust_concurrently(server, code) == [301] * 5 + [410] * 35
+
+
+def test_max_visits_exact_with_pipelining(make_server):
+    server = make_server(["--threads", "2", "--workers", "4"]).start()
+    code = server.create(URL, max_visits=50).json()["code"]
+    responses = run_parallel(server.port, get_requests([code] * 160), connections=8, window=20)
+    statuses = [response.status for response in responses]
+    assert statuses.count(301) == 50, statuses
+    assert statuses.count(410) == 110, statuses
+
+
+def test_max_visits_exact_when_cache_evicts(make_server):
+    """With a 64 KB cache the limited links are evicted and read again."""
+    server = make_server(["--threads", "2", "--workers", "4", "--cache-size", "64K",
+                          "--flush-interval", "0.2"]).start()
+    limited = [server.create(URL + "/limited/%d" % i, max_visits=7).json()["code"]
+               for i in range(5)]
+    fillers = [server.create("https://example.org/%d/%s" % (i, "f" * 2000)).json()["code"]
+               for i in range(100)]
+    codes = limited * 30 + fillers * 2
+    responses = run_parallel(server.port, get_requests(codes), connections=16, window=8)
+
+    for code in limited:
+        statuses = [r.status for c, r in zip(codes, responses) if c == code]
+        assert statuses.count(301) == 7, (code, statuses)
+        assert statuses.count(410) == 23, (code, statuses)
+    assert all(r.status == 301 for c, r in zip(codes, responses) if c in fillers)
+    for code in limited:
+        wait_for_visits(server, code, 7)
 
 
 def test_max_visits_kept_across_restart(make_server):
