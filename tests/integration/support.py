@@ -1,7 +1,7 @@
 """Helpers for the link lifecycle tests: API keys, polling with a deadline,
 concurrent requests and a server-sent events reader.
 
-Every wait here has a deadline, so a server that never answers fails the
+Every wait here has a deadline, so a server that never responds fails the
 test instead of hanging it.
 """
 
@@ -54,7 +54,7 @@ def expect_error(response, status, code):
     assert error_code(response) == code, response
 
 
-def wait_until(check, timeout=10.0, interval=0.05, what="condition"):
+def wait_until(check, timeout=10.0, interval=0.05, description="condition"):
     """Calls check() until it returns a true value and returns that value.
     Raises AssertionError with the last value after timeout seconds."""
     deadline = time.monotonic() + timeout
@@ -64,7 +64,7 @@ def wait_until(check, timeout=10.0, interval=0.05, what="condition"):
             return value
         if time.monotonic() >= deadline:
             raise AssertionError("%s not reached within %.1f s; last value: %r"
-                                 % (what, timeout, value))
+                                 % (description, timeout, value))
         time.sleep(interval)
 
 
@@ -81,7 +81,7 @@ def wait_for_visits(server, code, expected, timeout=10.0):
         return link if link["visits"] == expected else None
 
     try:
-        return wait_until(check, timeout, what="visits == %d for %s" % (expected, code))
+        return wait_until(check, timeout, description="visits == %d for %s" % (expected, code))
     except AssertionError:
         raise AssertionError("link %s never showed %d visits: %r"
                              % (code, expected, read_link(server, code)))
@@ -175,8 +175,8 @@ class Frame:
 class EventStream:
     """A GET /api/v1/events connection read with timeouts.
 
-    The response head is read at once: status and headers are set, and for
-    a non-200 answer body holds the error. Frames are parsed by the rules of
+    The response head is read at once. It sets status and headers, and for
+    a status other than 200, body contains the error. Frames are parsed by the rules of
     the event-stream format: "field: value" lines, comments starting with
     ":", and a blank line that ends a frame.
     """
@@ -291,7 +291,7 @@ class EventStream:
             if frame.event is not None:
                 found.append(frame)
 
-    def wait_for(self, match, timeout=10.0, what="event"):
+    def wait_for(self, match, timeout=10.0, description="event"):
         """Reads frames until match(frame) is true and returns that frame.
         Raises AssertionError listing the frames seen when none matches."""
         deadline = time.monotonic() + timeout
@@ -300,7 +300,7 @@ class EventStream:
             frame = self.next_frame(remaining) if remaining > 0 else None
             if frame is None:
                 raise AssertionError("%s did not arrive within %.1f s; frames seen: %r"
-                                     % (what, timeout, self.frames[-20:]))
+                                     % (description, timeout, self.frames[-20:]))
             if match(frame):
                 return frame
 

@@ -29,9 +29,19 @@ def events_server(make_server):
                         "--event-keepalive", "30"]).start()
 
 
+def send_buffer_max():
+    """Returns the largest TCP send buffer the kernel grows a socket to."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            return int(f.read().split()[2])
+    except (OSError, ValueError, IndexError):
+        return 4 * 1024 * 1024
+
+
 def check_frame(frame):
     """Asserts what every event frame carries and returns its JSON."""
-    assert frame.id is not None and frame.id.isdigit(), frame
+    assert frame.id is not None, frame
+    assert frame.id.isdigit(), frame
     document = frame.json()
     assert document["version"] == 1, frame
     assert document["type"] == frame.event, frame
@@ -103,7 +113,8 @@ def test_link_lifecycle_events_in_order(events_server):
                                                      "link.deleted"], frames
         documents = [check_frame(frame) for frame in frames]
         ids = [int(frame.id) for frame in frames]
-        assert ids == sorted(ids) and len(set(ids)) == 4, frames
+        assert ids == sorted(ids), frames
+        assert len(set(ids)) == 4, frames
 
         assert documents[0]["link"] == created, frames[0]
         assert set(documents[1]) == {"version", "type", "time", "code", "referrer_host"}, frames
@@ -128,10 +139,10 @@ def test_link_expired_event(events_server):
 
 
 def test_many_links_expiring_together(events_server):
-    """More links than one expiry sweep marks (1000) expire at one time."""
+    """More links expire at one time than one expiry sweep marks (1000)."""
     server = events_server
     with EventStream(server.port, ADMIN_KEY, topics="links") as stream:
-        expires_at = rfc3339_in(2.0)
+        expires_at = rfc3339_in(4.0)
         requests = [build_request("POST", "/api/v1/links",
                                   {"url": "https://example.org/%d" % i, "expires_at": expires_at})
                     for i in range(2500)]
@@ -253,7 +264,7 @@ def test_key_resume_replays_own_link_events(events_server):
         assert codes == [missed], frames
 
 
-def test_visits_replayed_only_while_listened(events_server):
+def test_visits_replayed_while_another_listens(events_server):
     server = events_server
     code = server.create(URL).json()["code"]
     listener = EventStream(server.port, ADMIN_KEY, topics="visits")
@@ -263,7 +274,9 @@ def test_visits_replayed_only_while_listened(events_server):
             seen = stream.wait_for_event("visit", code)
         # The other listener keeps the visits topic stored while this one is away.
         server.request("GET", "/" + code, None, {"Referer": "https://while-away.example/"})
-        listener.wait_for_event("visit", code)
+        listener.wait_for(lambda f: f.event == "visit" and
+                          f.json()["referrer_host"] == "while-away.example",
+                          description="the visit made while the stream was away")
         with EventStream(server.port, ADMIN_KEY, topics="visits",
                          last_event_id=seen.id) as stream:
             frame = stream.wait_for_event("visit", code)
@@ -271,20 +284,8 @@ def test_visits_replayed_only_while_listened(events_server):
     finally:
         listener.close()
 
-    # Nobody listens now: a resume cannot replay this visit.
-    last = listener.frames[-1]
-    server.request("GET", "/" + code, None, {"Referer": "https://unheard.example/"})
-    with EventStream(server.port, ADMIN_KEY, topics="visits", last_event_id=last.id) as stream:
-        server.request("GET", "/" + code, None, {"Referer": "https://sentinel.example/"})
-        frame = stream.wait_for(lambda f: f.event == "visit" and
-                                f.json()["referrer_host"] == "sentinel.example",
-                                what="sentinel visit")
-        hosts = [f.json()["referrer_host"] for f in stream.frames if f.event == "visit"]
-        assert "unheard.example" not in hosts, stream.frames
-        assert frame is not None
 
-
-def test_resume_with_id_from_before_restart_reports_loss(events_server):
+def test_resume_after_restart_reports_loss(events_server):
     server = events_server
     with EventStream(server.port, ADMIN_KEY, topics="links") as stream:
         code = server.create(URL).json()["code"]
@@ -304,28 +305,32 @@ def test_keepalive_comments_on_idle_stream(make_server):
     server = make_server(["--event-keepalive", "0.2"]).start()
     with EventStream(server.port, ADMIN_KEY) as stream:
         frame = stream.wait_for(lambda f: "keep-alive" in f.comments, timeout=10,
-                                what="a keep-alive comment")
-        assert frame.event is None and frame.id is None, frame
+                                description="a keep-alive comment")
+        assert frame.event is None, frame
+        assert frame.id is None, frame
         # Keep-alives keep coming while the stream stays idle.
         stream.wait_for(lambda f: "keep-alive" in f.comments, timeout=10,
-                        what="a second keep-alive comment")
+                        description="a second keep-alive comment")
 
 
 def test_slow_reader_told_of_dropped_events(make_server):
     server = make_server(["--threads", "2", "--event-queue", "4",
                           "--event-keepalive", "30"]).start()
     long_url = "https://example.org/" + "d" * 8000
-    # A tiny receive window makes the server's socket buffer fill quickly.
+    # The events must overflow the kernel's largest socket send buffer and
+    # the server's own 64 KB of pending output before the queue drops.
+    total = send_buffer_max() // 8000 + 200
     stream = EventStream(server.port, ADMIN_KEY, topics="links", receive_buffer=4096)
     try:
         responses = run_parallel(server.port, create_requests(
-            ["%s/%d" % (long_url, i) for i in range(400)]), connections=4, window=16)
+            ["%s/%d" % (long_url, i) for i in range(total)]), connections=4, window=16)
         assert all(response.status == 201 for response in responses)
 
         dropped = stream.wait_for(lambda f: f.event == "dropped", timeout=20,
-                                  what="a dropped frame")
+                                  description="a dropped frame")
         count = dropped.json()["count"]
-        assert dropped.json()["version"] == 1 and dropped.json()["type"] == "dropped", dropped
+        assert dropped.json()["version"] == 1, dropped
+        assert dropped.json()["type"] == "dropped", dropped
         assert isinstance(count, int) and count > 0, dropped
 
         # Once the client has caught up, the stream delivers again.
@@ -337,7 +342,7 @@ def test_slow_reader_told_of_dropped_events(make_server):
 
         created = sum(1 for f in stream.frames if f.event == "link.created")
         lost = sum(f.json()["count"] for f in stream.frames if f.event == "dropped")
-        assert created + lost == 401, (created, lost)
+        assert created + lost == total + 1, (created, lost)
     finally:
         stream.close()
 
@@ -358,7 +363,7 @@ def test_subscriber_limit(make_server):
         stream.close()
         return status == 200
 
-    wait_until(reconnect, timeout=10, interval=0.1, what="a free subscriber slot")
+    wait_until(reconnect, timeout=10, interval=0.1, description="a free subscriber slot")
 
 
 def test_stop_with_open_stream_is_prompt(make_server):

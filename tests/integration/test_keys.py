@@ -123,24 +123,24 @@ def test_revoke_key(server):
     expect_error(server.request("GET", "/api/v1/links", None, secret), 403, "key_revoked")
     expect_error(server.request("DELETE", "/api/v1/links/" + code, None, secret), 403,
                  "key_revoked")
-    # The key's links still redirect and the admin still sees them.
+    # The key's links still redirect, and the admin key still reads them.
     assert server.request("GET", "/" + code).status == 301
     assert server.request("GET", "/api/v1/links/" + code, None, ADMIN).status == 200
 
 
 def test_keys_and_revocation_survive_restart(server):
-    kept = create_key(server, "kept")
+    active = create_key(server, "active")
     revoked = create_key(server, "revoked")
     assert server.request("DELETE", "/api/v1/keys/%d" % revoked["id"], None, ADMIN).status == 204
-    code = server.create(URL, key=kept["key"]).json()["code"]
+    code = server.create(URL, key=active["key"]).json()["code"]
     assert server.stop() == 0
 
     server.start()
-    response = server.request("GET", "/api/v1/links/" + code, None, bearer(kept["key"]))
+    response = server.request("GET", "/api/v1/links/" + code, None, bearer(active["key"]))
     assert response.status == 200, response
     expect_error(server.create(URL, key=revoked["key"]), 403, "key_revoked")
     listed = server.request("GET", "/api/v1/keys", None, ADMIN).json()["keys"]
-    assert {k["name"]: k["revoked_at"] is None for k in listed} == {"kept": True,
+    assert {k["name"]: k["revoked_at"] is None for k in listed} == {"active": True,
                                                                      "revoked": False}, listed
 
 
@@ -174,7 +174,7 @@ def test_admin_manages_every_link(server):
         assert server.request("GET", "/" + code).status == 410
 
 
-def test_anonymous_link_readable_by_all_deletable_by_admin(server):
+def test_anonymous_link_deletable_only_by_admin(server):
     key = create_key(server, "someone")["key"]
     code = server.create(URL).json()["code"]
     for headers in (None, bearer(key), ADMIN):
@@ -245,12 +245,13 @@ def test_list_order_kept_across_restart(server):
     assert list_all_codes(server, bearer(owner)) == (before + after)[::-1]
 
 
-def test_list_exact_multiple_of_limit_ends_with_null(server):
+def test_list_full_last_page_ends_paging(server):
     owner = create_key(server, "owner")["key"]
     for i in range(4):
         server.create(URL + "/%d" % i, key=owner)
     first = server.request("GET", "/api/v1/links?limit=2", None, bearer(owner)).json()
-    assert len(first["links"]) == 2 and first["next_cursor"] is not None, first
+    assert len(first["links"]) == 2, first
+    assert first["next_cursor"] is not None, first
     second = server.request("GET", "/api/v1/links?limit=2&cursor=" + first["next_cursor"], None,
                             bearer(owner)).json()
     assert len(second["links"]) == 2, second

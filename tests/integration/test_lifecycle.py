@@ -178,7 +178,7 @@ def test_past_expires_at_rejected(server, text):
 def test_expired_link_is_410_but_readable(make_server):
     server = make_server(["--flush-interval", "0.2"]).start()
     with EventStream(server.port, ADMIN_KEY, topics="links") as stream:
-        response = server.create(URL, expires_at=rfc3339_in(1.5))
+        response = server.create(URL, expires_at=rfc3339_in(2.5))
         assert response.status == 201, response
         link = response.json()
         code = link["code"]
@@ -186,7 +186,7 @@ def test_expired_link_is_410_but_readable(make_server):
 
         # HEAD polls without counting visits.
         wait_until(lambda: server.request("HEAD", "/" + code).status == 410, timeout=10,
-                   what="410 for the expired link")
+                   description="410 for the expired link")
         expect_error(server.request("GET", "/" + code), 410, "link_expired")
 
         read = server.request("GET", "/api/v1/links/" + code)
@@ -205,7 +205,7 @@ def test_expired_link_is_410_but_readable(make_server):
 
 
 def test_link_expiring_while_stopped_is_410(make_server):
-    # A long flush interval: no expiry sweep runs before the checks.
+    # A long flush interval, so that no expiry sweep runs before the checks.
     server = make_server(["--flush-interval", "3600"]).start()
     expires_at = rfc3339_in(1.0)
     code = server.create(URL, expires_at=expires_at).json()["code"]
@@ -222,11 +222,11 @@ def test_link_expiring_while_stopped_is_410(make_server):
 
 def test_expired_link_visits_not_counted(make_server):
     server = make_server(["--flush-interval", "0.2"]).start()
-    code = server.create(URL, expires_at=rfc3339_in(1.0)).json()["code"]
+    code = server.create(URL, expires_at=rfc3339_in(2.5)).json()["code"]
     assert server.request("GET", "/" + code).status == 301
     # HEAD polls without counting visits.
     wait_until(lambda: server.request("HEAD", "/" + code).status == 410, timeout=10,
-               what="expiry")
+               description="expiry")
     for _ in range(5):
         assert server.request("GET", "/" + code).status == 410
     # Counts flushed after the sentinel's include any the 410s had made.
@@ -271,7 +271,8 @@ def test_head_does_not_use_visits(server):
 
 
 def exhaust_concurrently(server, code, count=40):
-    """Sends count simultaneous GETs, one connection each; returns statuses."""
+    """Sends count simultaneous GETs, one connection each, and returns the
+    sorted statuses."""
     responses = send_at_once(server.port, get_requests([code] * count))
     for response in responses:
         if response.status == 410:
@@ -331,7 +332,7 @@ def test_max_visits_kept_across_restart(make_server):
     code = server.create(URL, max_visits=5).json()["code"]
     for _ in range(3):
         assert server.request("GET", "/" + code).status == 301
-    # The stop flushes the three visits at once: no wait for a flush tick.
+    # The stop flushes the three visits, so no flush tick is needed.
     assert server.stop() == 0
     server.start()
     assert read_link(server, code)["visits"] == 3
@@ -373,7 +374,7 @@ def test_no_cache_control_without_any_max_age(server):
     assert redirect.header("cache-control") is None, redirect
 
 
-def test_global_cache_max_age_applies_at_redirect_time(make_server):
+def test_global_max_age_read_at_redirect(make_server):
     server = make_server(["--cache-max-age", "60"]).start()
     plain = server.create(URL).json()
     assert plain["cache_max_age"] is None, plain

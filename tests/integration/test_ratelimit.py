@@ -60,7 +60,7 @@ def test_anonymous_limit_refills(make_server):
     assert_rate_limited(server.create(URL + "/second"), 1)
     # Five tokens a second: one is back within a fraction of a second.
     wait_until(lambda: server.create(URL + "/later").status == 201, timeout=5, interval=0.1,
-               what="a refilled token")
+               description="a refilled token")
 
 
 def test_keys_and_admin_skip_anonymous_limit(make_server):
@@ -110,12 +110,12 @@ def test_rightmost_untrusted_address_is_client(make_server):
     server = anonymous_server(make_server, 1,
                               ["--trusted-proxy", "127.0.0.1/32, 10.0.0.0/8"])
     assert create_from(server, "203.0.113.9", URL + "/a").status == 201
-    # A client may put anything on the left; the proxy appends what it saw.
+    # A client may put anything on the left, and the proxy appends what it saw.
     assert_rate_limited(create_from(server, "192.0.2.1, 203.0.113.9", URL + "/b"), 1)
     assert_rate_limited(create_from(server, "203.0.113.9, 10.1.2.3", URL + "/c"), 1)
     assert create_from(server, "203.0.113.9, 192.0.2.50, 10.1.2.3", URL + "/d").status == 201
 
-    # With two X-Forwarded-For fields the later one holds the newest hops.
+    # With two X-Forwarded-For fields the later one contains the newest hops.
     raw = build_request("POST", "/api/v1/links", {"url": URL + "/e"},
                         {"X-Forwarded-For": "192.0.2.77"})
     raw = raw.replace(b"Content-Type", b"X-Forwarded-For: 203.0.113.9, 10.0.0.1\r\nContent-Type")
@@ -174,7 +174,7 @@ def test_key_own_burst_and_rate_win(make_server):
     assert server.create(URL + "/fast1", key=fast).status == 201
     assert_rate_limited(server.create(URL + "/fast2", key=fast), 1)
     wait_until(lambda: server.create(URL + "/fast3", key=fast).status == 201, timeout=5,
-               interval=0.1, what="a refilled key token")
+               interval=0.1, description="a refilled key token")
 
 
 def test_key_limits_survive_restart(make_server):

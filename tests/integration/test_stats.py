@@ -1,8 +1,8 @@
 """Visit counting and GET /api/v1/links/{code}/stats against the real binary.
 
 Visits are counted in memory and flushed every --flush-interval, so the
-tests poll the store with a deadline instead of sleeping. Days are UTC; a
-test that reads "today" asks for a range around it, so a run that crosses
+tests poll the store with a deadline instead of sleeping. Days are UTC. A
+test that reads "today" requests a range around it, so a run that crosses
 midnight still finds its visits.
 """
 
@@ -221,7 +221,7 @@ def test_range_without_visits_keeps_all_time_total(fast_flush):
 
 def test_range_of_366_days_accepted(server):
     code = server.create(URL).json()["code"]
-    # 2020 is a leap year: 2020-01-01 to 2020-12-31 is 366 days.
+    # 2020 is a leap year, so 2020-01-01 to 2020-12-31 is 366 days.
     for query in ("?from=2020-01-01&to=2020-12-31", "?from=2021-01-01&to=2022-01-01",
                   "?from=2024-02-29&to=2024-02-29"):
         response = server.request("GET", "/api/v1/links/%s/stats%s" % (code, query), None, ADMIN)
@@ -261,7 +261,7 @@ def test_stats_method_not_allowed(server):
 
 
 def test_visits_survive_sigterm_restart(make_server):
-    # A long flush interval: only the stop can have written the counts.
+    # A long flush interval, so only the stop can have written the counts.
     server = make_server(["--threads", "2", "--flush-interval", "3600"]).start()
     code = server.create(URL).json()["code"]
     for _ in range(7):
