@@ -38,6 +38,10 @@
 
 struct stream {
     struct app *app;
+    int64_t key_id;        /* the API key that opened it, 0 for the admin key */
+    uint64_t written;       /* bytes written to the connection */
+    uint64_t acked;         /* bytes the client had acknowledged at the last tick */
+    uint64_t stalled_since; /* loop time since which nothing was acknowledged, 0 if flowing */
     struct http_conn *conn;
     struct loop *loop;
     struct broker_subscription *subscription;
@@ -136,6 +140,16 @@ static void stream_free(struct stream *stream)
     free(stream);
 }
 
+/* Writes to the stream's connection and counts the bytes. */
+static int stream_write(struct stream *stream, const void *data, size_t len)
+{
+    int rc = http_conn_stream_write(stream->conn, data, len);
+
+    if (rc == 0)
+        stream->written += len;
+    return rc;
+}
+
 static void write_dropped(struct stream *stream, uint64_t dropped)
 {
     char frame[160];
@@ -150,7 +164,16 @@ static void write_dropped(struct stream *stream, uint64_t dropped)
                        "event: dropped\ndata: {\"version\":1,\"type\":\"dropped\",\"count\":%llu}"
                        "\n\n",
                        (unsigned long long)dropped);
-    (void)http_conn_stream_write(stream->conn, frame, (size_t)len);
+    (void)stream_write(stream, frame, (size_t)len);
+}
+
+/* Ends the stream of a key that was revoked since it opened. */
+static bool stream_key_revoked(struct stream *stream)
+{
+    if (stream->key_id == 0 || !keys_is_revoked(stream->app->keys, stream->key_id))
+        return false;
+    http_conn_stream_end(stream->conn);
+    return true;
 }
 
 /* Copies queued events into the connection while it keeps up. */
@@ -161,6 +184,8 @@ static void stream_pump(struct stream *stream)
     char id[40];
     int rc, len;
 
+    if (stream->closed || stream_key_revoked(stream))
+        return;
     while (!stream->closed && http_conn_stream_pending(stream->conn) < STREAM_HIGH_WATER) {
         rc = broker_poll(stream->subscription, &event, &dropped);
         if (dropped != 0)
@@ -169,8 +194,8 @@ static void stream_pump(struct stream *stream)
             return;
 
         len = snprintf(id, sizeof(id), "id: %llu\n", (unsigned long long)event->id);
-        if (http_conn_stream_write(stream->conn, id, (size_t)len) < 0 ||
-            http_conn_stream_write(stream->conn, event->data, event->size) < 0) {
+        if (stream_write(stream, id, (size_t)len) < 0 ||
+            stream_write(stream, event->data, event->size) < 0) {
             broker_event_release(event);
             return;
         }
@@ -203,8 +228,31 @@ static void stream_keepalive(struct loop *loop, struct loop_timer *timer)
 {
     struct stream *stream = container_of(timer, struct stream, keepalive);
     static const char comment[] = ": keep-alive\n\n";
+    uint64_t unacked, acked;
 
-    (void)http_conn_stream_write(stream->conn, comment, sizeof(comment) - 1);
+    if (stream_key_revoked(stream))
+        return;
+
+    /*
+     * A client that stopped reading: the kernel keeps accepting small
+     * keep-alives into a growing send buffer, so the server's write timeout
+     * would take very long to notice. A stream whose client acknowledged
+     * nothing for --write-timeout while output waited is ended; a slow
+     * client that still makes progress is kept (it gets dropped events).
+     */
+    unacked = http_conn_stream_pending(stream->conn) + http_conn_stream_unacked(stream->conn);
+    /* The response headers are not in written, so unacked may exceed it. */
+    acked = stream->written > unacked ? stream->written - unacked : 0;
+    if (unacked == 0 || acked > stream->acked) {
+        stream->stalled_since = 0;
+    } else if (stream->stalled_since == 0) {
+        stream->stalled_since = loop_now(loop);
+    } else if (loop_now(loop) - stream->stalled_since >= stream->app->config->write_timeout_ms) {
+        http_conn_stream_end(stream->conn);
+        return;
+    }
+    stream->acked = acked;
+    (void)stream_write(stream, comment, sizeof(comment) - 1);
 }
 
 static void stream_writable(struct http_conn *conn, void *arg)
@@ -302,6 +350,7 @@ void app_events(struct app *app, struct http_conn *conn, const struct auth *auth
         return;
     }
     stream->app = app;
+    stream->key_id = auth->kind == AUTH_KEY ? auth->key.id : 0;
     stream->conn = conn;
     stream->loop = http_conn_loop(conn);
     stream->task.callback = stream_task;
@@ -327,7 +376,7 @@ void app_events(struct app *app, struct http_conn *conn, const struct auth *auth
     http_conn_stream_start(conn, "text/event-stream; charset=utf-8", &stream_handler, stream);
 
     len = snprintf(retry, sizeof(retry), "retry: %d\n\n", RETRY_MS);
-    (void)http_conn_stream_write(conn, retry, (size_t)len);
+    (void)stream_write(stream, retry, (size_t)len);
     stream_pump(stream);
     loop_timer_start(stream->loop, &stream->keepalive, app->config->event_keepalive_ms,
                      app->config->event_keepalive_ms, stream_keepalive);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <sodium.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,7 +13,8 @@
 #define SECRET_BYTES  32
 
 struct keys {
-    struct shardmap *map; /* hash -> struct key_info, malloc'd */
+    struct shardmap *map;   /* hash -> struct key_info, malloc'd */
+    struct shardmap *by_id; /* id -> the key's hash, malloc'd */
 };
 
 struct keys *keys_create(const struct hash_key *key)
@@ -22,7 +24,12 @@ struct keys *keys_create(const struct hash_key *key)
     if (keys == NULL)
         return NULL;
     keys->map = shardmap_create(2, key);
-    if (keys->map == NULL) {
+    keys->by_id = shardmap_create(2, key);
+    if (keys->map == NULL || keys->by_id == NULL) {
+        if (keys->map != NULL)
+            shardmap_destroy(keys->map, NULL);
+        if (keys->by_id != NULL)
+            shardmap_destroy(keys->by_id, NULL);
         free(keys);
         return NULL;
     }
@@ -33,6 +40,7 @@ void keys_destroy(struct keys *keys)
 {
     if (keys == NULL)
         return;
+    shardmap_destroy(keys->by_id, free);
     shardmap_destroy(keys->map, free);
     free(keys);
 }
@@ -48,6 +56,12 @@ static void *store_info(void *value, void *arg)
     return value;
 }
 
+/* Keeps the hash an id already has (a key's hash never changes). */
+static void *keep_or_insert(void *value, void *arg)
+{
+    return value != NULL ? value : arg;
+}
+
 int keys_put(struct keys *keys, const struct store_key *key)
 {
     struct key_info *info = malloc(sizeof(*info));
@@ -60,9 +74,21 @@ int keys_put(struct keys *keys, const struct store_key *key)
     info->rate = key->rate;
     info->burst = key->burst;
 
+    uint8_t *hash;
+
     rc = shardmap_update(keys->map, key->hash, STORE_KEY_HASH_BYTES, store_info, info);
     if (rc != 1)
         free(info); /* updated in place, or not stored */
+    if (rc < 0)
+        return rc;
+
+    hash = malloc(STORE_KEY_HASH_BYTES);
+    if (hash == NULL)
+        return -ENOMEM;
+    memcpy(hash, key->hash, STORE_KEY_HASH_BYTES);
+    rc = shardmap_update(keys->by_id, &key->id, sizeof(key->id), keep_or_insert, hash);
+    if (rc != 1)
+        free(hash); /* the id had its hash already, or nothing was stored */
     return rc < 0 ? rc : 0;
 }
 
@@ -89,6 +115,27 @@ int keys_revoke(struct keys *keys, int64_t id)
 
     shardmap_foreach(keys->map, revoke_one, &revoke);
     return revoke.found ? 0 : -ENOENT;
+}
+
+static void copy_hash(void *value, void *arg)
+{
+    memcpy(arg, value, STORE_KEY_HASH_BYTES);
+}
+
+static void read_revoked(void *value, void *arg)
+{
+    *(bool *)arg = ((const struct key_info *)value)->revoked;
+}
+
+bool keys_is_revoked(struct keys *keys, int64_t id)
+{
+    uint8_t hash[STORE_KEY_HASH_BYTES];
+    bool revoked = true;
+
+    /* The flag is read under the hash map's lock, which revoking holds too. */
+    if (shardmap_get(keys->by_id, &id, sizeof(id), copy_hash, hash, NULL) == 0)
+        (void)shardmap_get(keys->map, hash, sizeof(hash), read_revoked, &revoked, NULL);
+    return revoked;
 }
 
 static int load_one(const struct store_key *key, void *arg)

@@ -49,6 +49,9 @@ int keys_put(struct keys *keys, const struct store_key *key);
 /* Marks the key with this id revoked. Returns 0, or -ENOENT. Any thread. */
 int keys_revoke(struct keys *keys, int64_t id);
 
+/* Returns whether the key with this id is revoked (or unknown). Any thread. */
+bool keys_is_revoked(struct keys *keys, int64_t id);
+
 /*
  * Reads every key of the store into the registry. Returns the number read or
  * a negative errno.

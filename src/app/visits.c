@@ -402,7 +402,9 @@ size_t visits_referrer_host(const char *value, size_t len, char *out)
     for (i = start; i < end; i++) {
         char c = value[i];
 
-        if ((unsigned char)c <= 0x20 || c == 0x7f || c == '"' || c == '\\')
+        /* Hosts on the wire are ASCII (internationalised ones in punycode);
+         * anything else is not a host and must not reach JSON unescaped. */
+        if ((unsigned char)c <= 0x20 || (unsigned char)c >= 0x7f || c == '"' || c == '\\')
             return 0;
         out[i - start] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }

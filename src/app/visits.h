@@ -57,8 +57,10 @@ uint64_t visits_dropped(struct visits *visits);
 
 /*
  * Writes the host of a Referer header value (http or https URLs only),
- * lowercased, into out (STORE_HOST_MAX + 1 bytes) and returns its length;
- * returns 0 when the value has no usable host.
+ * lowercased, into out (STORE_HOST_MAX + 1 bytes) and returns its length.
+ * Returns 0 when the value has no usable host, including one with a byte
+ * outside printable ASCII or a quote or backslash, so the result is safe in
+ * JSON without escaping.
  */
 size_t visits_referrer_host(const char *value, size_t len, char *out);
 

@@ -29,7 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -541,6 +543,15 @@ size_t http_conn_stream_pending(const struct http_conn *conn)
     if (conn->in_pass && conn->out_target != &conn->out)
         pending += conn->out_target->len;
     return pending;
+}
+
+size_t http_conn_stream_unacked(const struct http_conn *conn)
+{
+    int queued = 0;
+
+    if (conn->closed || ioctl(conn->watch.fd, SIOCOUTQ, &queued) < 0 || queued < 0)
+        return 0;
+    return (size_t)queued;
 }
 
 void http_conn_stream_end(struct http_conn *conn)

@@ -211,6 +211,12 @@ int http_conn_stream_write(struct http_conn *conn, const void *data, size_t len)
 /* Returns the bytes queued on the connection that the socket has not taken. */
 size_t http_conn_stream_pending(const struct http_conn *conn);
 
+/*
+ * Returns the bytes in the kernel's send queue that the client has not
+ * acknowledged, to tell a client that stopped reading. One system call.
+ */
+size_t http_conn_stream_unacked(const struct http_conn *conn);
+
 /* Closes a streaming connection after its queued output is sent. */
 void http_conn_stream_end(struct http_conn *conn);
 
