@@ -25,9 +25,15 @@
  * Columns of links in the order store__sqlite_read_link expects. Every
  * statement that returns links selects exactly these.
  */
+/*
+ * A link's visits are the sum of its days: flushes add to visits_daily only,
+ * because one more row update per visited link would dirty a page of the
+ * large links table for every link visited in a flush.
+ */
 #define SQLITE_LINK_COLUMNS                                                                        \
-    "id, code, url, created_at, expires_at, max_visits, visits, redirect_status, owner_key_id,"    \
-    " deleted_at, cache_max_age, is_alias, expired_at"
+    "id, code, url, created_at, expires_at, max_visits,"                                           \
+    " visits + (SELECT coalesce(sum(count), 0) FROM visits_daily WHERE link_id = links.id),"       \
+    " redirect_status, owner_key_id, deleted_at, cache_max_age, is_alias, expired_at"
 
 enum statement_id {
     /* sqlite.c */

@@ -96,6 +96,12 @@ static const char *const migrations[] = {
     ") STRICT, WITHOUT ROWID;"
     "ALTER TABLE api_keys ADD COLUMN rate INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE api_keys ADD COLUMN burst INTEGER NOT NULL DEFAULT 0;",
+
+    /*
+     * 3: links.visits stops growing; a link's total is the sum of its
+     * visits_daily rows, which already hold every visit flushed so far.
+     */
+    "UPDATE links SET visits = 0;",
 };
 
 #define MIGRATION_COUNT ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -20,8 +20,8 @@
 #include "store/store.h"
 
 const char *const store__sqlite_stats_sql[STMT_COUNT] = {
-    /* code is UNIQUE, so RETURNING yields at most one row. */
-    [STMT_ADD_LINK_VISITS] = "UPDATE links SET visits = visits + ?2 WHERE code = ?1 RETURNING id",
+    /* Only finds the link: its total is the sum of its days. */
+    [STMT_ADD_LINK_VISITS] = "SELECT id FROM links WHERE code = ?1",
     [STMT_ADD_DAY_VISITS] = "INSERT INTO visits_daily (link_id, day, count) VALUES (?1, ?2, ?3)"
                             " ON CONFLICT (link_id, day) DO UPDATE"
                             " SET count = count + excluded.count",
@@ -36,8 +36,8 @@ const char *const store__sqlite_stats_sql[STMT_COUNT] = {
 };
 
 /*
- * Adds the visits of one entry to its link's total and returns the link id
- * in *link_id: 0 when no link has the code. Returns 0 or a negative errno
+ * Finds the link of an entry and returns its id in *link_id: 0 when no link
+ * has the code. Returns 0 or a negative errno
  * with the connection's error set.
  */
 static int add_link_visits(struct sqlite_store *s, const struct store_visit *visit, size_t index,
@@ -50,13 +50,10 @@ static int add_link_visits(struct sqlite_store *s, const struct store_visit *vis
     *link_id = 0;
     rc = sqlite3_bind_text(stmt, 1, visit->code, (int)visit->code_len, SQLITE_STATIC);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(stmt, 2, (int64_t)visit->count);
-    if (rc == SQLITE_OK)
         rc = sqlite3_step(stmt);
     if (rc == SQLITE_ROW)
         *link_id = sqlite3_column_int64(stmt, 0);
 
-    /* With RETURNING, the first step makes every change, so the reset loses nothing. */
     (void)sqlite3_reset(stmt); /* would repeat the error that rc already has */
     if (rc == SQLITE_ROW || rc == SQLITE_DONE)
         return 0;

@@ -303,7 +303,7 @@ static void version_1_database_upgrades_in_place(void **state)
     assert_int_equal(query_integer(fixture->path, "PRAGMA user_version"), 1);
 
     store = open_store(fixture->path);
-    assert_int_equal(query_integer(fixture->path, "PRAGMA user_version"), 2);
+    assert_int_equal(query_integer(fixture->path, "PRAGMA user_version"), 3);
     assert_int_equal(query_integer(fixture->path,
                                    "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND"
                                    " name IN ('links_dedupe', 'links_owner', 'links_expiry')"),
