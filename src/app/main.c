@@ -25,6 +25,8 @@
 #include "app/app.h"
 #include "app/config.h"
 #include "app/dblock.h"
+#include "app/export.h"
+#include "app/import.h"
 #include "app/log.h"
 #include "app/version.h"
 #include "app/writer.h"
@@ -218,6 +220,12 @@ int main(int argc, char **argv)
     int lock_fd = -1;
     sigset_t signals;
     int rc, rc_keys = 0, signo, status = 1;
+
+    /* The subcommands share the settings but start no server. */
+    if (argc > 1 && strcmp(argv[1], "import") == 0)
+        return import_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "export") == 0)
+        return export_main(argc - 1, argv + 1);
 
     if (config_load(&config, argc, argv, &action, stderr) < 0)
         return 2;
