@@ -10,18 +10,25 @@
  * line order, because a code that is already taken shows only when the
  * store inserts it.
  *
- * To say which line first used a taken code, the run keeps, for every link
+ * There are two batches, so that parsing (about a quarter of the work)
+ * overlaps with the commit of the batch before. A batch moves through
+ * these states, and only one batch at a time is committing:
+ *
+ *   filling --submit_batch--> committing (on its own thread, which alone
+ *   uses the store connection) --finish_batch: join, then report--> filling
+ *
+ * submit_batch first finishes the batch that is committing, so its report,
+ * which reads the store, runs before the next commit starts.
+ *
+ * To name the line that first used a taken code, the run keeps, for every link
  * it sent to the store, the line it came from (8 bytes per link), and for
  * every batch the first id the store gave it. A code that the store
  * rejects is read back with store_get_link, and its id leads to its line.
- *
- * States: reading --batch full or end of input--> flushing (commit, then
- * report) --> reading, or done at the end of the input or after a failed
- * read or commit.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,13 +90,31 @@ struct line_reader {
 };
 
 /*
- * A line of the current batch rejected by the parser. Its message is kept
- * only while it may still be reported (see REPORT_MAX).
+ * A line of a batch rejected by the parser. Its message is kept only while
+ * it may still be reported (see REPORT_MAX).
  */
 struct parse_rejection {
     uint64_t line;
     const char *reason;
-    int message; /* index into importer.messages, or -1 */
+    int message; /* index into batch.messages, or -1 */
+};
+
+/* Lines of the input on their way to the store: links, and the lines the parser rejected. */
+struct batch {
+    struct store_link *links;
+    int *results;
+    uint64_t *lines; /* the line of each link */
+    size_t link_count;
+    struct parse_rejection *rejections;
+    size_t rejection_count;
+    char (*messages)[sizeof(((struct import_error *)0)->message)];
+    size_t message_count;
+
+    /* While committing, the committer thread alone uses these and the store. */
+    struct store *store;
+    int commit_result;
+    pthread_t committer;
+    bool committing; /* committer runs, and finish_batch must join it */
 };
 
 /* The first id of a committed batch and the index of its first link in link_lines. */
@@ -105,17 +130,10 @@ struct importer {
     char own_host[256];
     int redirect_status;
     struct store *store;
-    const char *db;
 
-    /* The current batch: its links with their lines, and the lines the parser rejected. */
-    struct store_link *links;
-    int *results;
-    uint64_t *lines;
-    size_t link_count;
-    struct parse_rejection *rejections;
-    size_t rejection_count;
-    char (*messages)[sizeof(((struct import_error *)0)->message)];
-    size_t message_count;
+    struct batch batches[2];
+    struct batch *filling;    /* the batch that lines are added to */
+    struct batch *committing; /* the batch being committed, or NULL */
 
     /* The line of every link sent to the store, and where each batch starts. */
     uint64_t *link_lines;
@@ -331,102 +349,158 @@ static int grow(void **array, size_t *cap, size_t need, size_t element)
  * Records the lines of the links of a committed batch, for report_taken.
  * Returns 0 or -ENOMEM.
  */
-static int remember_batch(struct importer *im)
+static int remember_batch(struct importer *im, const struct batch *batch)
 {
     struct batch_span *span;
 
-    if (grow((void **)&im->link_lines, &im->link_lines_cap, im->link_lines_len + im->link_count,
+    if (grow((void **)&im->link_lines, &im->link_lines_cap, im->link_lines_len + batch->link_count,
              sizeof(im->link_lines[0])) < 0 ||
         grow((void **)&im->spans, &im->span_cap, im->span_count + 1, sizeof(im->spans[0])) < 0)
         return -ENOMEM;
 
     span = &im->spans[im->span_count++];
-    span->first_id = im->links[0].id;
+    span->first_id = batch->links[0].id;
     span->first_link = im->link_lines_len;
-    memcpy(im->link_lines + im->link_lines_len, im->lines, im->link_count * sizeof(im->lines[0]));
-    im->link_lines_len += im->link_count;
+    memcpy(im->link_lines + im->link_lines_len, batch->lines,
+           batch->link_count * sizeof(batch->lines[0]));
+    im->link_lines_len += batch->link_count;
     return 0;
 }
 
-static void free_batch_urls(struct importer *im)
+/* Frees the URLs of the batch's links and empties it. */
+static void clear_batch(struct batch *batch)
 {
     size_t i;
 
-    for (i = 0; i < im->link_count; i++) {
-        free(im->links[i].url);
-        im->links[i].url = NULL;
+    for (i = 0; i < batch->link_count; i++) {
+        free(batch->links[i].url);
+        batch->links[i].url = NULL;
     }
+    batch->link_count = 0;
+    batch->rejection_count = 0;
+    batch->message_count = 0;
 }
 
-/* Reports the batch's outcome: its rejected lines in line order, its imported links counted. */
-static void report_batch(struct importer *im)
+/* Reports a committed batch: its rejected lines in line order, its imported links counted. */
+static void report_batch(struct importer *im, const struct batch *batch)
 {
     const struct parse_rejection *rejection;
     size_t i, next = 0;
 
-    for (i = 0; i <= im->link_count; i++) {
+    for (i = 0; i <= batch->link_count; i++) {
         /* The parser's rejections before this link's line, or all that remain after the last. */
-        while (next < im->rejection_count &&
-               (i == im->link_count || im->rejections[next].line < im->lines[i])) {
-            rejection = &im->rejections[next++];
+        while (next < batch->rejection_count &&
+               (i == batch->link_count || batch->rejections[next].line < batch->lines[i])) {
+            rejection = &batch->rejections[next++];
             report_rejection(im, rejection->line, rejection->reason,
-                             rejection->message >= 0 ? im->messages[rejection->message] : NULL);
+                             rejection->message >= 0 ? batch->messages[rejection->message] : NULL);
         }
-        if (i == im->link_count)
+        if (i == batch->link_count)
             break;
 
-        if (im->results[i] == 0)
+        if (batch->results[i] == 0)
             im->imported++;
-        else if (im->results[i] == -EEXIST)
-            report_taken(im, im->lines[i], &im->links[i]);
+        else if (batch->results[i] == -EEXIST)
+            report_taken(im, batch->lines[i], &batch->links[i]);
         else
-            report_rejection(im, im->lines[i], "invalid_link", strerror(-im->results[i]));
+            report_rejection(im, batch->lines[i], "invalid_link", strerror(-batch->results[i]));
     }
 }
 
-/*
- * Commits the batch, then reports its rejected lines. Returns 0, or -1
- * after reporting why the commit failed.
- */
-static int flush_batch(struct importer *im)
+/* Runs on the committer thread: the one store call of a batch. */
+static void *commit_batch(void *arg)
 {
-    int64_t now = wall_ms();
+    struct batch *batch = arg;
+
+    batch->commit_result =
+        store_import_links(batch->store, batch->links, batch->results, batch->link_count);
+    return NULL;
+}
+
+/*
+ * Waits for the batch's commit, then reports it and empties it. Returns 0,
+ * or -1 after reporting that the commit failed or memory ran out.
+ */
+static int finish_batch(struct importer *im, struct batch *batch)
+{
     int status = 0;
-    size_t i;
-    int rc;
 
-    if (im->link_count > 0) {
-        for (i = 0; i < im->link_count; i++)
-            im->links[i].created_at = now;
+    if (batch->committing) {
+        /* It fails only for a thread that is not joinable, and committing says this one is. */
+        (void)pthread_join(batch->committer, NULL);
+        batch->committing = false;
+    }
 
-        rc = store_import_links(im->store, im->links, im->results, im->link_count);
-        if (rc < 0) {
-            clear_progress(im);
-            fprintf(stderr,
-                    "shortd import: commit of %zu links from lines %" PRIu64 " to %" PRIu64
-                    " failed: %s\n",
-                    im->link_count, im->lines[0], im->lines[im->link_count - 1],
-                    store_last_error(im->store));
-            status = -1;
-            goto done;
-        }
-        if (remember_batch(im) < 0) {
-            clear_progress(im);
-            fprintf(stderr, "shortd import: out of memory after %" PRIu64 " lines\n",
-                    im->lines_read);
-            status = -1;
-        }
+    if (batch->link_count > 0 && batch->commit_result < 0) {
+        clear_progress(im);
+        fprintf(stderr,
+                "shortd import: commit of %zu links from lines %" PRIu64 " to %" PRIu64
+                " failed: %s\n",
+                batch->link_count, batch->lines[0], batch->lines[batch->link_count - 1],
+                store_last_error(im->store));
+        clear_batch(batch);
+        return -1;
+    }
+    if (batch->link_count > 0 && remember_batch(im, batch) < 0) {
+        clear_progress(im);
+        fprintf(stderr, "shortd import: out of memory after %" PRIu64 " lines\n", im->lines_read);
+        status = -1;
     }
 
     /* The batch is committed, so its lines are reported even when the run stops here. */
-    report_batch(im);
-
-done:
-    free_batch_urls(im);
-    im->link_count = 0;
-    im->rejection_count = 0;
-    im->message_count = 0;
+    report_batch(im, batch);
+    clear_batch(batch);
     return status;
+}
+
+/*
+ * Finishes the batch that is committing, then starts the commit of the
+ * filling batch and makes the other one the filling batch. Returns 0, or -1
+ * after reporting why the run must stop (the filling batch is then dropped).
+ */
+static int submit_batch(struct importer *im)
+{
+    struct batch *batch = im->filling;
+    int64_t now = wall_ms();
+    size_t i;
+
+    if (im->committing != NULL) {
+        if (finish_batch(im, im->committing) < 0) {
+            clear_batch(batch);
+            return -1;
+        }
+        im->committing = NULL;
+    }
+
+    for (i = 0; i < batch->link_count; i++)
+        batch->links[i].created_at = now;
+    batch->store = im->store;
+    batch->commit_result = 0;
+    if (batch->link_count > 0) {
+        /* Without a thread the commit runs here, and only the overlap is lost. */
+        batch->committing = pthread_create(&batch->committer, NULL, commit_batch, batch) == 0;
+        if (!batch->committing)
+            (void)commit_batch(batch);
+    }
+
+    im->committing = batch;
+    im->filling = batch == &im->batches[0] ? &im->batches[1] : &im->batches[0];
+    return 0;
+}
+
+/*
+ * Submits what the filling batch contains and finishes every commit. Returns
+ * 0, or -1 after reporting why the run stopped.
+ */
+static int drain_batches(struct importer *im)
+{
+    struct batch *last;
+
+    if (submit_batch(im) < 0)
+        return -1;
+    last = im->committing;
+    im->committing = NULL;
+    return finish_batch(im, last);
 }
 
 /* Adds a line that the parser rejected to the batch, keeping its message while it may be reported.
@@ -434,14 +508,18 @@ done:
 static void add_rejection(struct importer *im, uint64_t line, const char *reason,
                           const char *message)
 {
-    struct parse_rejection *rejection = &im->rejections[im->rejection_count++];
+    struct batch *batch = im->filling;
+    struct parse_rejection *rejection = &batch->rejections[batch->rejection_count++];
 
     rejection->line = line;
     rejection->reason = reason;
     rejection->message = -1;
-    if (im->reported + im->message_count < REPORT_MAX) {
-        rejection->message = (int)im->message_count;
-        (void)snprintf(im->messages[im->message_count++], sizeof(im->messages[0]), "%s", message);
+
+    /* reported lags behind while a batch commits, so this may keep a few messages too many. */
+    if (im->reported + batch->message_count < REPORT_MAX) {
+        rejection->message = (int)batch->message_count;
+        (void)snprintf(batch->messages[batch->message_count++], sizeof(batch->messages[0]), "%s",
+                       message);
     }
 }
 
@@ -461,8 +539,8 @@ static int add_line(struct importer *im, uint64_t number, const char *line, size
 
     if (line == NULL) {
         (void)snprintf(message, sizeof(message),
-                       "line is %" PRIu64 " bytes long, longer than the maximum of %zu bytes "
-                       "(a %d-byte code, a tab, a %zu-byte URL and a CR)",
+                       "line is %" PRIu64 " bytes long, longer than the maximum of %zu bytes: a "
+                       "code of up to %d bytes, a tab, a URL of up to %zu bytes and a CR",
                        total, im->reader.max_line, STORE_CODE_MAX, im->policy.max_length);
         add_rejection(im, number, "line_too_long", message);
         return 0;
@@ -480,7 +558,7 @@ static int add_line(struct importer *im, uint64_t number, const char *line, size
         return 0;
     }
 
-    link = &im->links[im->link_count];
+    link = &im->filling->links[im->filling->link_count];
     memset(link, 0, sizeof(*link));
     memcpy(link->code, parsed.code, parsed.code_len + 1);
     link->code_len = parsed.code_len;
@@ -489,7 +567,7 @@ static int add_line(struct importer *im, uint64_t number, const char *line, size
     link->redirect_status = im->redirect_status;
     link->cache_max_age = -1;
     link->is_alias = true;
-    im->lines[im->link_count++] = number;
+    im->filling->lines[im->filling->link_count++] = number;
     return 0;
 }
 
@@ -509,7 +587,7 @@ static int import_input(struct importer *im)
             clear_progress(im);
             fprintf(stderr, "shortd import: reading %s failed after line %" PRIu64 ": %s\n",
                     im->input_name, im->lines_read, strerror(-rc));
-            (void)flush_batch(im);
+            (void)drain_batches(im);
             return -1;
         }
         im->lines_read++;
@@ -524,15 +602,16 @@ static int import_input(struct importer *im)
         if (add_line(im, im->lines_read, line, len, total) < 0) {
             clear_progress(im);
             fprintf(stderr, "shortd import: out of memory at line %" PRIu64 "\n", im->lines_read);
-            (void)flush_batch(im);
+            (void)drain_batches(im);
             return -1;
         }
-        if (im->link_count + im->rejection_count == BATCH_LINES && flush_batch(im) < 0)
+        if (im->filling->link_count + im->filling->rejection_count == BATCH_LINES &&
+            submit_batch(im) < 0)
             return -1;
         if (im->progress && im->lines_read % PROGRESS_CHECK_LINES == 0)
             show_progress(im);
     }
-    return flush_batch(im);
+    return drain_batches(im);
 }
 
 /* Copies the host of url (scheme://host[:port]/...) into out, without IPv6 brackets. */
@@ -617,34 +696,53 @@ static int open_input(struct importer *im, const char *name)
     return 0;
 }
 
-/* Allocates the batch and the reader's buffer. Returns 0, or -1 after writing why. */
+/* Allocates the batches and the reader's buffer. Returns 0, or -1 after writing why. */
 static int allocate(struct importer *im)
 {
+    struct batch *batch;
+    size_t i;
+
     im->reader.max_line = STORE_CODE_MAX + 1 + im->policy.max_length + 1;
     im->reader.size = im->reader.max_line + 1 + READ_CHUNK;
     im->reader.buffer = malloc(im->reader.size);
-    im->links = calloc(BATCH_LINES, sizeof(im->links[0]));
-    im->results = calloc(BATCH_LINES, sizeof(im->results[0]));
-    im->lines = calloc(BATCH_LINES, sizeof(im->lines[0]));
-    im->rejections = calloc(BATCH_LINES, sizeof(im->rejections[0]));
-    im->messages = calloc(REPORT_MAX, sizeof(im->messages[0]));
-    if (im->reader.buffer == NULL || im->links == NULL || im->results == NULL ||
-        im->lines == NULL || im->rejections == NULL || im->messages == NULL) {
-        fprintf(stderr, "shortd import: out of memory for a batch of %d lines\n", BATCH_LINES);
-        return -1;
+    if (im->reader.buffer == NULL)
+        goto fail;
+
+    for (i = 0; i < 2; i++) {
+        batch = &im->batches[i];
+        batch->links = calloc(BATCH_LINES, sizeof(batch->links[0]));
+        batch->results = calloc(BATCH_LINES, sizeof(batch->results[0]));
+        batch->lines = calloc(BATCH_LINES, sizeof(batch->lines[0]));
+        batch->rejections = calloc(BATCH_LINES, sizeof(batch->rejections[0]));
+        batch->messages = calloc(REPORT_MAX, sizeof(batch->messages[0]));
+        if (batch->links == NULL || batch->results == NULL || batch->lines == NULL ||
+            batch->rejections == NULL || batch->messages == NULL)
+            goto fail;
     }
+    im->filling = &im->batches[0];
     return 0;
+
+fail:
+    fprintf(stderr, "shortd import: out of memory for two batches of %d lines\n", BATCH_LINES);
+    return -1;
 }
 
 static void release(struct importer *im)
 {
-    free_batch_urls(im);
+    struct batch *batch;
+    size_t i;
+
+    for (i = 0; i < 2; i++) {
+        batch = &im->batches[i];
+        if (batch->links != NULL)
+            clear_batch(batch);
+        free(batch->links);
+        free(batch->results);
+        free(batch->lines);
+        free(batch->rejections);
+        free(batch->messages);
+    }
     free(im->reader.buffer);
-    free(im->links);
-    free(im->results);
-    free(im->lines);
-    free(im->rejections);
-    free(im->messages);
     free(im->link_lines);
     free(im->spans);
     if (im->reader.fd > STDIN_FILENO)
