@@ -20,9 +20,9 @@
  * submit_batch first finishes the batch that is committing, so its report,
  * which reads the store, runs before the next commit starts.
  *
- * To name the line that first used a taken code, the run keeps, for every link
- * it sent to the store, the line it came from (8 bytes per link), and for
- * every batch the first id the store gave it. A code that the store
+ * To name the line that first used a taken code, the run keeps, for every
+ * link it sent to the store, the line it came from (8 bytes per link), and
+ * for every batch the first id the store gave it. A code that the store
  * rejects is read back with store_get_link, and its id leads to its line.
  */
 #include <errno.h>
