@@ -1,6 +1,8 @@
-"""shortd import and shortd export against the real binary: every kind of
-rejected line with its exact message, codes taken in the store or earlier in
-the file, CRLF files, long lines, standard input, the lock against a running
+"""shortd import and shortd export against the real binary.
+
+The tests cover every kind of rejected line with its exact message, codes
+taken in the store or earlier in the file, CRLF files, long lines, standard
+input and progress on a terminal. They also cover the lock against a running
 daemon, export beside a running daemon, a round trip through export and
 import, and the 100,000 URLs of the test corpus served after an import."""
 
@@ -394,3 +396,43 @@ def test_import_corpus_then_redirects(make_server, tmp_path, corpus):
     server.start()
     redirect_all(server, expected)
     assert server.stop() == 0
+
+
+def test_import_progress_on_terminal(make_server, tmp_path):
+    """With stderr on a terminal, progress lines are drawn with CR and erased
+    before each report, so the reports and the summary stay whole lines."""
+    import pty
+
+    server = make_server()
+    data = b"bad line\n" + b"".join(b"t%06d\thttps://example.com/%d\n" % (i, i)
+                                    for i in range(200000)) + b"also bad\n"
+    path = write_lines(tmp_path / "tty.tsv", data)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHORTD_")}
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen([BINARY, "import", "--db", server.db, "--base-url", BASE_URL, path],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal,
+                               env=env)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # EIO once the process closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    assert process.wait(timeout=120) == 0
+
+    # The terminal turns each LF into CRLF; progress lines start with CR and end with ESC [ K.
+    text = output.decode().replace("\r\n", "\n")
+    progress = re.compile(r"\rshortd import: \d+ lines, \d+ lines/s\x1b\[K")
+    text = progress.sub("", text).replace("\r\x1b[K", "")
+    lines = text.split("\n")[:-1]
+    assert lines[:-1] == [
+        "shortd import: %s:1: malformed_line: expected code<TAB>url, but the line has no tab" % path,
+        "shortd import: %s:200002: malformed_line: expected code<TAB>url, but the line has no tab"
+        % path,
+    ]
+    assert SUMMARY.match(lines[-1]), lines[-1]
