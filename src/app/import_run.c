@@ -4,9 +4,9 @@
  * A run reads the input with its own line reader. The reader keeps at most
  * one line of the longest valid length in memory, and a longer line is
  * counted and skipped without being stored. Each line is parsed, and the
- * links are collected in a batch of up to BATCH_LINES lines. A full batch,
- * and the last one at the end of the input, goes to store_import_links in
- * one transaction. Only then are the batch's rejected lines reported, in
+ * links are collected in a batch of up to BATCH_LINES lines or BATCH_BYTES
+ * of URLs. A full batch, and the last one at the end of the input, goes to
+ * store_import_links in one transaction. Only then are the batch's rejected lines reported, in
  * line order, because a code that is already taken shows only when the
  * store inserts it.
  *
@@ -47,6 +47,12 @@
  * about 20 MB of memory with the URLs.
  */
 #define BATCH_LINES 65536
+
+/*
+ * URL bytes per batch, which end a batch early when URLs are long, so that
+ * two batches of URLs near --max-url-length stay within about 100 MB.
+ */
+#define BATCH_BYTES (32 * 1024 * 1024)
 
 /* Rejected lines reported one by one; later ones are only counted. */
 #define REPORT_MAX 100
@@ -105,6 +111,7 @@ struct batch {
     int *results;
     uint64_t *lines; /* the line of each link */
     size_t link_count;
+    size_t url_bytes; /* of the links' URLs */
     struct parse_rejection *rejections;
     size_t rejection_count;
     char (*messages)[sizeof(((struct import_error *)0)->message)];
@@ -377,6 +384,7 @@ static void clear_batch(struct batch *batch)
         batch->links[i].url = NULL;
     }
     batch->link_count = 0;
+    batch->url_bytes = 0;
     batch->rejection_count = 0;
     batch->message_count = 0;
 }
@@ -568,6 +576,7 @@ static int add_line(struct importer *im, uint64_t number, const char *line, size
     link->cache_max_age = -1;
     link->is_alias = true;
     im->filling->lines[im->filling->link_count++] = number;
+    im->filling->url_bytes += parsed.url_len;
     return 0;
 }
 
@@ -605,7 +614,8 @@ static int import_input(struct importer *im)
             (void)drain_batches(im);
             return -1;
         }
-        if (im->filling->link_count + im->filling->rejection_count == BATCH_LINES &&
+        if ((im->filling->link_count + im->filling->rejection_count == BATCH_LINES ||
+             im->filling->url_bytes >= BATCH_BYTES) &&
             submit_batch(im) < 0)
             return -1;
         if (im->progress && im->lines_read % PROGRESS_CHECK_LINES == 0)
