@@ -573,8 +573,48 @@ static const char *flag_value(int argc, char **argv, int *i, const char *arg, si
     return NULL;
 }
 
-int config_load(struct config *config, int argc, char **argv, enum config_action *action,
-                FILE *err)
+/* Returns whether command takes setting o as a flag; the daemon (NULL) takes every one. */
+static bool takes_flag(const struct config_command *command, const struct option *o)
+{
+    const char *const *name;
+
+    if (command == NULL || strcmp(o->name, "config") == 0)
+        return true;
+    for (name = command->flags; *name != NULL; name++) {
+        if (strcmp(*name, o->name) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Stores an argument that is not a flag as an operand of command. Returns 0,
+ * or -EINVAL after writing why to err.
+ */
+static int add_operand(const struct config_command *command, char *arg,
+                       struct config_operands *operands, FILE *err)
+{
+    if (command == NULL) {
+        fprintf(err, "shortd: unexpected argument \"%s\"; see shortd --help\n", arg);
+        return -EINVAL;
+    }
+    if (arg[0] == '-' && arg[1] != '\0' && !operands->after_dashes) {
+        fprintf(err, "shortd %s: unknown option %s; see shortd %s --help\n", command->name, arg,
+                command->name);
+        return -EINVAL;
+    }
+    if (operands->count == command->max_operands || operands->count == CONFIG_OPERANDS_MAX) {
+        fprintf(err, "shortd %s: unexpected argument \"%s\"; see shortd %s --help\n", command->name,
+                arg, command->name);
+        return -EINVAL;
+    }
+    operands->values[operands->count++] = arg;
+    return 0;
+}
+
+/* config_load and config_load_command; command is NULL for the daemon. */
+static int load(struct config *config, const struct config_command *command, int argc, char **argv,
+                enum config_action *action, struct config_operands *operands, FILE *err)
 {
     const char *arg, *value, *file = NULL;
     const struct option *o;
@@ -588,6 +628,8 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
     /* The config file is named by the environment or a flag, read first. */
     file = getenv("SHORTD_CONFIG");
     for (i = 1; i < argc; i++) {
+        if (command != NULL && strcmp(argv[i], "--") == 0)
+            break;
         if (strncmp(argv[i], "--config", 8) == 0 && (argv[i][8] == '=' || argv[i][8] == '\0')) {
             value = flag_value(argc, argv, &i, argv[i] + 2, 6);
             if (value != NULL)
@@ -612,6 +654,15 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
 
     for (i = 1; i < argc; i++) {
         arg = argv[i];
+        if (operands->after_dashes) {
+            if (add_operand(command, argv[i], operands, err) < 0)
+                status = -EINVAL;
+            continue;
+        }
+        if (command != NULL && strcmp(arg, "--") == 0) {
+            operands->after_dashes = true;
+            continue;
+        }
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             *action = CONFIG_HELP;
             return 0;
@@ -621,8 +672,8 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
             return 0;
         }
         if (strncmp(arg, "--", 2) != 0) {
-            fprintf(err, "shortd: unexpected argument \"%s\"; see shortd --help\n", arg);
-            status = -EINVAL;
+            if (add_operand(command, argv[i], operands, err) < 0)
+                status = -EINVAL;
             continue;
         }
 
@@ -637,11 +688,23 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
                 /* The key may be the next argument, so skip it to keep it out of the errors. */
                 if (strcmp(arg, "admin-key") == 0 && i + 1 < argc)
                     i++;
+            } else if (command != NULL) {
+                fprintf(err, "shortd %s: unknown option --%.*s; see shortd %s --help\n",
+                        command->name, (int)name_len, arg, command->name);
             } else {
                 fprintf(err, "shortd: unknown option --%.*s; see shortd --help\n", (int)name_len,
                         arg);
             }
             status = -EINVAL;
+            continue;
+        }
+
+        if (!takes_flag(command, o)) {
+            fprintf(err, "shortd %s: --%s is not a setting of shortd %s; see shortd %s --help\n",
+                    command->name, o->name, command->name, command->name);
+            status = -EINVAL;
+            if (arg[name_len] != '=' && i + 1 < argc)
+                i++; /* its value */
             continue;
         }
 
@@ -656,6 +719,16 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
         snprintf(source, sizeof(source), "--%s", o->name);
         if (apply(config, o, value, err, source) < 0)
             status = -EINVAL;
+    }
+
+    /* Subcommands need no admin key and none of the daemon's limits. */
+    if (command != NULL) {
+        if (operands->count < command->min_operands) {
+            fprintf(err, "shortd %s: missing %s; see shortd %s --help\n", command->name,
+                    command->operands, command->name);
+            status = -EINVAL;
+        }
+        return status;
     }
 
     if (load_admin_key(config, err) < 0)
@@ -678,26 +751,76 @@ int config_load(struct config *config, int argc, char **argv, enum config_action
     return status;
 }
 
-void config_print_help(FILE *out)
+int config_load(struct config *config, int argc, char **argv, enum config_action *action, FILE *err)
+{
+    struct config_operands none;
+
+    memset(&none, 0, sizeof(none));
+    return load(config, NULL, argc, argv, action, &none, err);
+}
+
+int config_load_command(struct config *config, const struct config_command *command, int argc,
+                        char **argv, enum config_action *action, struct config_operands *operands,
+                        FILE *err)
+{
+    memset(operands, 0, sizeof(*operands));
+    return load(config, command, argc, argv, action, operands, err);
+}
+
+static void print_option(const struct option *o, FILE *out)
 {
     char flag[64];
+
+    snprintf(flag, sizeof(flag), "--%s %s", o->name, o->metavar);
+    fprintf(out, "  %-30s %s\n  %-30s env %s, default %s\n", flag, o->help, "", o->env,
+            o->default_text);
+}
+
+void config_print_command_help(const struct config_command *command, FILE *out)
+{
+    size_t i;
+
+    fprintf(out,
+            "Usage: shortd %s [OPTION...] %s\n"
+            "\n"
+            "%s\n"
+            "\n"
+            "Options (each also read from the environment variable shown; flags win\n"
+            "over the environment, which wins over the config file):\n"
+            "\n",
+            command->name, command->operands, command->summary);
+
+    for (i = 0; i < OPTION_COUNT; i++) {
+        if (takes_flag(command, &options[i]))
+            print_option(&options[i], out);
+    }
+    fprintf(out, "  %-30s %s\n", "--help", "print this help and exit");
+}
+
+void config_print_help(FILE *out)
+{
     size_t i;
 
     fprintf(out, "Usage: shortd [OPTION...]\n"
+                 "       shortd import [OPTION...] FILE\n"
+                 "       shortd export [OPTION...] [FILE]\n"
                  "\n"
                  "shortd serves short links: GET /{code} redirects, and /api/v1 creates,\n"
                  "reads, lists, deletes, counts and streams them. It runs in the foreground,\n"
                  "logs to stderr and stops gracefully on SIGTERM or SIGINT.\n"
                  "\n"
+                 "Commands (each lists its options with --help):\n"
+                 "  import FILE     add links from lines of code<TAB>url (FILE - reads\n"
+                 "                  standard input); the database must not be in use\n"
+                 "  export [FILE]   write every live link as code<TAB>url to FILE or\n"
+                 "                  standard output; safe while shortd runs\n"
+                 "\n"
                  "Options (each also read from the environment variable shown; flags win\n"
                  "over the environment, which wins over the config file):\n"
                  "\n");
 
-    for (i = 0; i < OPTION_COUNT; i++) {
-        snprintf(flag, sizeof(flag), "--%s %s", options[i].name, options[i].metavar);
-        fprintf(out, "  %-30s %s\n  %-30s env %s, default %s\n", flag, options[i].help, "",
-                options[i].env, options[i].default_text);
-    }
+    for (i = 0; i < OPTION_COUNT; i++)
+        print_option(&options[i], out);
 
     fprintf(out, "  %-30s %s\n", "--help", "print this help and exit");
     fprintf(out, "  %-30s %s\n", "--version", "print the version and exit");

@@ -87,8 +87,46 @@ enum config_action {
 int config_load(struct config *config, int argc, char **argv, enum config_action *action,
                 FILE *err);
 
+/* Most operands a subcommand may take. */
+#define CONFIG_OPERANDS_MAX 4
+
+/* A subcommand such as "shortd import": the flags it takes and its operands. */
+struct config_command {
+    const char *name;         /* as typed after "shortd", such as "import" */
+    const char *operands;     /* the operands in the usage line, such as "FILE" */
+    const char *summary;      /* the paragraph under the usage line of --help */
+    const char *const *flags; /* settings taken as flags, NULL-terminated; --config always is */
+    unsigned min_operands;
+    unsigned max_operands; /* at most CONFIG_OPERANDS_MAX */
+};
+
+/* The arguments of a subcommand that are not flags, in order. */
+struct config_operands {
+    char *values[CONFIG_OPERANDS_MAX]; /* point into argv */
+    unsigned count;
+    bool after_dashes; /* "--" was seen: the arguments after it are operands */
+};
+
+/*
+ * Fills config for a subcommand. argv[0] is the subcommand's name and the
+ * flags and operands follow it. The config file and the environment are
+ * read as for the daemon, every setting included, so that one file serves
+ * both. Flags are accepted only for command->flags and --config, and every
+ * other argument is an operand: "-" is one, and after "--" every argument
+ * is one. The admin key is not read and the daemon's checks across
+ * settings are skipped. Returns 0 and sets *action and *operands, or
+ * -EINVAL after writing one line per problem to err (an unknown or
+ * unaccepted flag, a bad value, too few or too many operands).
+ */
+int config_load_command(struct config *config, const struct config_command *command, int argc,
+                        char **argv, enum config_action *action, struct config_operands *operands,
+                        FILE *err);
+
 /* Writes the --help text: usage and every setting with its default. */
 void config_print_help(FILE *out);
+
+/* Writes the --help text of a subcommand: usage, summary and its flags. */
+void config_print_command_help(const struct config_command *command, FILE *out);
 
 /*
  * Writes the effective base URL (base_url, or http:// and the listen

@@ -24,6 +24,9 @@
 
 #include "app/app.h"
 #include "app/config.h"
+#include "app/dblock.h"
+#include "app/export.h"
+#include "app/import.h"
 #include "app/log.h"
 #include "app/version.h"
 #include "app/writer.h"
@@ -104,7 +107,7 @@ static int load_code_key(struct store *store, uint8_t key[CODEGEN_KEY_BYTES])
 }
 
 /*
- * Takes an exclusive lock on "<db>.lock", so that two shortd processes never
+ * Takes the database's lock (dblock.h), so that two shortd processes never
  * share one SQLite file: each would keep serving links from its own cache
  * that the other deleted. Returns the lock's descriptor, kept open until
  * exit, or -1 after logging why.
@@ -112,23 +115,16 @@ static int load_code_key(struct store *store, uint8_t key[CODEGEN_KEY_BYTES])
 static int lock_database(const char *db)
 {
     char path[4200];
-    int fd;
+    int fd = -1;
+    int rc;
 
-    snprintf(path, sizeof(path), "%s.lock", db);
-    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        log_error("store", "cannot open lock file %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-        if (errno == EWOULDBLOCK)
-            log_error("store",
-                      "another shortd process uses %s; stop it or give this one its own --db",
-                      db);
-        else
-            log_error("store", "cannot lock %s: %s", path, strerror(errno));
-        (void)close(fd);
-        return -1;
+    rc = dblock_acquire(db, &fd);
+    if (rc == -EWOULDBLOCK) {
+        log_error("store", "another shortd process uses %s; stop it or give this one its own --db",
+                  db);
+    } else if (rc < 0) {
+        dblock_path(db, path, sizeof(path));
+        log_error("store", "cannot lock %s: %s", path, strerror(-rc));
     }
     return fd;
 }
@@ -224,6 +220,12 @@ int main(int argc, char **argv)
     int lock_fd = -1;
     sigset_t signals;
     int rc, rc_keys = 0, signo, status = 1;
+
+    /* The subcommands share the settings but start no server. */
+    if (argc > 1 && strcmp(argv[1], "import") == 0)
+        return import_main(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "export") == 0)
+        return export_main(argc - 1, argv + 1);
 
     if (config_load(&config, argc, argv, &action, stderr) < 0)
         return 2;

@@ -34,6 +34,8 @@
  * - list_links: owner_key_id is -1 or > 0, before_id > 0 (store.c turns 0
  *   into INT64_MAX) and limit <= INT_MAX.
  * - link_stats: from_day <= to_day, and *days_len and *hosts_len are 0.
+ * - import_links: count > 0 and links and results are not NULL.
+ * - scan_links: fn is not NULL.
  */
 struct store_backend {
     const char *name;
@@ -52,6 +54,9 @@ struct store_backend {
                         void (*fn)(const struct store_link *link, void *arg), void *arg);
     int (*list_links)(struct store *store, int64_t owner_key_id, int64_t before_id, size_t limit,
                       int (*fn)(const struct store_link *link, void *arg), void *arg);
+    int (*import_links)(struct store *store, struct store_link *links, int *results, size_t count);
+    int (*scan_links)(struct store *store, int (*fn)(const struct store_link *link, void *arg),
+                      void *arg);
     int (*link_stats)(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
                       struct store_day_count *days, size_t days_cap, size_t *days_len,
                       struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len);

@@ -22,21 +22,22 @@
  * into a caller's buffer.
  *
  * This file holds the connection, store_apply for links, single-link reads,
- * settings and id reservations. sqlite_links.c, sqlite_keys.c and
- * sqlite_stats.c hold the rest of the backend table (sqlite_internal.h).
+ * settings and id reservations. sqlite_links.c, sqlite_keys.c,
+ * sqlite_stats.c and sqlite_bulk.c hold the rest of the backend table
+ * (sqlite_internal.h).
  *
  * Connection states and the functions that move between them:
  *   closed --store__sqlite_open--> idle
- *   idle --BEGIN IMMEDIATE in apply, reserve_ids, add_visits or
- *          expire_links--> writing
+ *   idle --BEGIN IMMEDIATE in apply, reserve_ids, add_visits,
+ *          expire_links or import_links--> writing
  *   writing --COMMIT, or roll_back after a failure--> idle
  *   idle --BEGIN in link_stats--> reading
  *   reading --COMMIT, or roll_back after a failure--> idle
  *   idle --sqlite_close--> closed
  * Every function that returns to the caller leaves the connection idle.
- * list_links and list_keys read in autocommit mode and call the caller's
- * function while their statement is open, so that function must not use
- * the same connection.
+ * list_links, list_keys and scan_links read in autocommit mode and call
+ * the caller's function while their statement is open, so that function
+ * must not use the same connection.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -116,11 +117,7 @@ const char *store__sqlite_printable_code(const char *code, size_t code_len,
     return out;
 }
 
-/*
- * Returns the first 8 bytes of the BLAKE2b-256 digest of url as a signed
- * integer, decoded little-endian so that it is the same on every machine.
- */
-static int64_t url_hash(const char *url, size_t url_len)
+int64_t store__sqlite_url_hash(const char *url, size_t url_len)
 {
     unsigned char digest[crypto_generichash_BYTES];
     uint64_t value = 0;
@@ -195,7 +192,7 @@ static void sqlite_close(struct store *store)
     free(s);
 }
 
-static int check_link(const struct store_link *link)
+int store__sqlite_check_link(const struct store_link *link)
 {
     if (link->id <= 0 || link->code_len == 0 || link->code_len > STORE_CODE_MAX ||
         link->url == NULL || link->cache_max_age < -1)
@@ -218,6 +215,43 @@ static int bind_cache_max_age(sqlite3_stmt *stmt, int index, int64_t cache_max_a
     if (cache_max_age < 0)
         return sqlite3_bind_null(stmt, index);
     return sqlite3_bind_int64(stmt, index, cache_max_age);
+}
+
+int store__sqlite_insert_link(struct sqlite_store *s, const struct store_link *link, int64_t hash)
+{
+    sqlite3_stmt *stmt = s->stmt[STMT_INSERT_LINK];
+    int rc;
+
+    rc = sqlite3_bind_int64(stmt, 1, link->id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text(stmt, 2, link->code, (int)link->code_len, SQLITE_STATIC);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_text64(stmt, 3, link->url, link->url_len, SQLITE_STATIC, SQLITE_UTF8);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(stmt, 4, hash);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(stmt, 5, link->created_at);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_bind_optional(stmt, 6, link->expires_at);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_bind_optional(stmt, 7, link->max_visits);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(stmt, 8, link->visits);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(stmt, 9, link->redirect_status);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_bind_optional(stmt, 10, link->owner_key_id);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_bind_optional(stmt, 11, link->deleted_at);
+    if (rc == SQLITE_OK)
+        rc = bind_cache_max_age(stmt, 12, link->cache_max_age);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(stmt, 13, link->is_alias ? 1 : 0);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_bind_optional(stmt, 14, link->expired_at);
+    if (rc == SQLITE_OK)
+        rc = store__sqlite_run(s, STMT_INSERT_LINK);
+    return rc;
 }
 
 /*
@@ -326,16 +360,15 @@ static void fill_dedupe_hits(struct sqlite_store *s, struct store_op *ops)
 static int insert_link(struct sqlite_store *s, struct store_op *op, size_t index, size_t count)
 {
     const struct store_link *link = &op->link;
-    sqlite3_stmt *stmt = s->stmt[STMT_INSERT_LINK];
     char code[STORE_CODE_MAX + 1];
     int64_t hash;
     int rc;
 
-    op->result = check_link(link);
+    op->result = store__sqlite_check_link(link);
     if (op->result < 0)
         return 0;
 
-    hash = url_hash(link->url, link->url_len);
+    hash = store__sqlite_url_hash(link->url, link->url_len);
     if (may_dedupe(op)) {
         rc = find_duplicate(s, op, hash, index, count);
         if (rc < 0)
@@ -346,35 +379,7 @@ static int insert_link(struct sqlite_store *s, struct store_op *op, size_t index
         }
     }
 
-    rc = sqlite3_bind_int64(stmt, 1, link->id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_text(stmt, 2, link->code, (int)link->code_len, SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_text64(stmt, 3, link->url, link->url_len, SQLITE_STATIC, SQLITE_UTF8);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(stmt, 4, hash);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(stmt, 5, link->created_at);
-    if (rc == SQLITE_OK)
-        rc = store__sqlite_bind_optional(stmt, 6, link->expires_at);
-    if (rc == SQLITE_OK)
-        rc = store__sqlite_bind_optional(stmt, 7, link->max_visits);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(stmt, 8, link->visits);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int(stmt, 9, link->redirect_status);
-    if (rc == SQLITE_OK)
-        rc = store__sqlite_bind_optional(stmt, 10, link->owner_key_id);
-    if (rc == SQLITE_OK)
-        rc = store__sqlite_bind_optional(stmt, 11, link->deleted_at);
-    if (rc == SQLITE_OK)
-        rc = bind_cache_max_age(stmt, 12, link->cache_max_age);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int(stmt, 13, link->is_alias ? 1 : 0);
-    if (rc == SQLITE_OK)
-        rc = store__sqlite_bind_optional(stmt, 14, link->expired_at);
-    if (rc == SQLITE_OK)
-        rc = store__sqlite_run(s, STMT_INSERT_LINK);
+    rc = store__sqlite_insert_link(s, link, hash);
 
     if (rc == SQLITE_DONE)
         return 0;
@@ -705,9 +710,8 @@ static int parse_next_id(const unsigned char *text, size_t len, uint64_t limit, 
     return 0;
 }
 
-static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *first)
+int store__sqlite_take_ids(struct sqlite_store *s, uint64_t count, uint64_t *first)
 {
-    struct sqlite_store *s = store__sqlite_from(store);
     sqlite3_stmt *put = s->stmt[STMT_PUT_SETTING];
     /* Ids are SQLite INTEGERs, so the last usable one is INT64_MAX. */
     const uint64_t limit = (uint64_t)INT64_MAX + 1;
@@ -715,10 +719,6 @@ static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *fir
     uint64_t next = 1;
     int err = 0;
     int rc;
-
-    rc = store__sqlite_begin_write(s);
-    if (rc != SQLITE_DONE)
-        return store__sqlite_fail(s, rc, "reservation of %" PRIu64 " ids", count);
 
     rc = find_setting(s, NEXT_ID_SETTING);
     if (rc == SQLITE_ROW) {
@@ -738,15 +738,14 @@ static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *fir
     }
     finish_setting(s);
     if (err < 0)
-        goto fail;
+        return err;
 
     if (count > limit - next) {
         store__set_error(&s->base,
                          "reservation of %" PRIu64 " ids failed: only %" PRIu64
                          " ids are left before the 64-bit limit",
                          count, limit - next);
-        err = -EOVERFLOW;
-        goto fail;
+        return -EOVERFLOW;
     }
 
     (void)snprintf(digits, sizeof(digits), "%" PRIu64, next + count);
@@ -756,14 +755,35 @@ static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *fir
     if (rc == SQLITE_OK)
         rc = store__sqlite_run(s, STMT_PUT_SETTING);
     (void)sqlite3_clear_bindings(put); /* digits is about to go out of scope */
-    if (rc == SQLITE_DONE)
-        rc = store__sqlite_run(s, STMT_COMMIT);
+    if (rc != SQLITE_DONE)
+        return store__sqlite_fail(s, rc, "reservation of %" PRIu64 " ids", count);
+
+    *first = next;
+    return 0;
+}
+
+static int sqlite_reserve_ids(struct store *store, uint64_t count, uint64_t *first)
+{
+    struct sqlite_store *s = store__sqlite_from(store);
+    uint64_t taken;
+    int err;
+    int rc;
+
+    rc = store__sqlite_begin_write(s);
+    if (rc != SQLITE_DONE)
+        return store__sqlite_fail(s, rc, "reservation of %" PRIu64 " ids", count);
+
+    err = store__sqlite_take_ids(s, count, &taken);
+    if (err < 0)
+        goto fail;
+
+    rc = store__sqlite_run(s, STMT_COMMIT);
     if (rc != SQLITE_DONE) {
         err = store__sqlite_fail(s, rc, "reservation of %" PRIu64 " ids", count);
         goto fail;
     }
 
-    *first = next;
+    *first = taken;
     return 0;
 
 fail:
@@ -795,13 +815,16 @@ static const struct store_backend sqlite_backend = {
     .list_links = store__sqlite_list_links,
     .link_stats = store__sqlite_link_stats,
     .list_keys = store__sqlite_list_keys,
+    .import_links = store__sqlite_import_links,
+    .scan_links = store__sqlite_scan_links,
 };
 
 static int prepare_statements(struct sqlite_store *s, const char *path, char *error,
                               size_t error_len)
 {
     const char *const *const tables[] = {store__sqlite_core_sql, store__sqlite_links_sql,
-                                         store__sqlite_keys_sql, store__sqlite_stats_sql};
+                                         store__sqlite_keys_sql, store__sqlite_stats_sql,
+                                         store__sqlite_bulk_sql};
     const char *sql;
     size_t t;
     int rc;

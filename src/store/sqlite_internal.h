@@ -1,13 +1,14 @@
 /*
  * Private interface between the files of the SQLite backend: sqlite.c (the
  * connection, store_apply for links, single-link reads, settings and ids),
- * sqlite_links.c (expiry sweep and listing), sqlite_keys.c (API keys) and
- * sqlite_stats.c (visit counts and statistics).
+ * sqlite_links.c (expiry sweep and listing), sqlite_keys.c (API keys),
+ * sqlite_stats.c (visit counts and statistics) and sqlite_bulk.c (bulk
+ * import and the scan for export).
  *
  * Every statement of a connection is prepared once at open and kept in
  * struct sqlite_store. Each file defines the SQL of its own statements in a
  * table indexed by enum statement_id, so the SQL stays beside the code that
- * binds its parameters. sqlite.c prepares the entries of all four tables.
+ * binds its parameters. sqlite.c prepares the entries of all five tables.
  *
  * Only the backend files and the tests include this header.
  */
@@ -15,6 +16,7 @@
 #define SHORTD_STORE_SQLITE_INTERNAL_H
 
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,6 +67,8 @@ enum statement_id {
     STMT_ADD_REFERRER_VISITS,
     STMT_SELECT_DAYS,
     STMT_SELECT_HOSTS,
+    /* sqlite_bulk.c */
+    STMT_SCAN_LINKS,
     STMT_COUNT,
 };
 
@@ -73,6 +77,7 @@ extern const char *const store__sqlite_core_sql[STMT_COUNT];
 extern const char *const store__sqlite_links_sql[STMT_COUNT];
 extern const char *const store__sqlite_keys_sql[STMT_COUNT];
 extern const char *const store__sqlite_stats_sql[STMT_COUNT];
+extern const char *const store__sqlite_bulk_sql[STMT_COUNT];
 
 /* A CREATE of the current batch that found an equal link (see store_op.dedupe). */
 struct dedupe_hit {
@@ -94,6 +99,8 @@ struct sqlite_store {
     struct dedupe_hit *hits;
     size_t hits_len;
     size_t hits_cap;
+
+    bool import_cache_set; /* the page cache is enlarged for imports (sqlite_bulk.c) */
 };
 
 static inline struct sqlite_store *store__sqlite_from(struct store *store)
@@ -145,6 +152,31 @@ int store__sqlite_read_link_copy(struct sqlite_store *s, sqlite3_stmt *stmt,
                                  struct store_link *link);
 
 /*
+ * Returns the url_hash column's value for url: the first 8 bytes of its
+ * BLAKE2b-256 digest as a signed integer, decoded little-endian so that it
+ * is the same on every machine.
+ */
+int64_t store__sqlite_url_hash(const char *url, size_t url_len);
+
+/* Returns 0, or -EINVAL when link lacks a field that an insert needs. */
+int store__sqlite_check_link(const struct store_link *link);
+
+/*
+ * Runs STMT_INSERT_LINK for link with the given url_hash, leaving its
+ * parameters bound to the link's buffers. Returns SQLITE_DONE, or the error
+ * code, such as SQLITE_CONSTRAINT_UNIQUE for a code already taken.
+ */
+int store__sqlite_insert_link(struct sqlite_store *s, const struct store_link *link, int64_t hash);
+
+/*
+ * Takes count ids from the next_id setting inside the caller's write
+ * transaction, storing the first in *first. Returns 0 or a negative errno
+ * with the connection's error set: -EILSEQ for a malformed setting,
+ * -EOVERFLOW when the ids would pass INT64_MAX.
+ */
+int store__sqlite_take_ids(struct sqlite_store *s, uint64_t count, uint64_t *first);
+
+/*
  * Apply KEY_CREATE and KEY_REVOKE ops inside store_apply's transaction
  * (sqlite_keys.c). Each sets op->result and returns 0 when the op succeeded
  * or failed alone, or returns a negative errno when the whole batch must
@@ -167,5 +199,9 @@ int store__sqlite_add_visits(struct store *store, const struct store_visit *visi
 int store__sqlite_link_stats(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
                              struct store_day_count *days, size_t days_cap, size_t *days_len,
                              struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len);
+int store__sqlite_import_links(struct store *store, struct store_link *links, int *results,
+                               size_t count);
+int store__sqlite_scan_links(struct store *store,
+                             int (*fn)(const struct store_link *link, void *arg), void *arg);
 
 #endif

@@ -206,6 +206,25 @@ int store_list_links(struct store *store, int64_t owner_key_id, int64_t before_i
     return store->backend->list_links(store, owner_key_id, before_id, limit, fn, arg);
 }
 
+int store_import_links(struct store *store, struct store_link *links, int *results, size_t count)
+{
+    if (count == 0)
+        return 0;
+    if (links == NULL || results == NULL)
+        return -EINVAL;
+
+    return store->backend->import_links(store, links, results, count);
+}
+
+int store_scan_links(struct store *store, int (*fn)(const struct store_link *link, void *arg),
+                     void *arg)
+{
+    if (fn == NULL)
+        return -EINVAL;
+
+    return store->backend->scan_links(store, fn, arg);
+}
+
 int store_link_stats(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
                      struct store_day_count *days, size_t days_cap, size_t *days_len,
                      struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len)

@@ -244,6 +244,41 @@ int store_expire_links(struct store *store, int64_t now, size_t limit,
 int store_list_links(struct store *store, int64_t owner_key_id, int64_t before_id, size_t limit,
                      int (*fn)(const struct store_link *link, void *arg), void *arg);
 
+/*
+ * Inserts links for a bulk import, in one transaction that is durable before
+ * this returns, like a store_apply batch of CREATE ops without dedupe. Each
+ * link is stored with its fields as given, except the id: the store takes
+ * count ids from the counter of store_reserve_ids inside the same
+ * transaction and sets links[i].id to the first of them plus i, so ids
+ * follow the order of links, and a link generated later never gets an id
+ * or code that an import used. Ids of rejected links stay unused. Each link
+ * needs a code of 1 to STORE_CODE_MAX bytes, a url and a redirect_status of
+ * 301, 302, 307 or 308.
+ *
+ * results[i] is set to 0 when links[i] was inserted, -EEXIST when its code
+ * is taken by a link in the store (live or deleted) or by links[j] for some
+ * j < i, or -EINVAL when a required field is missing. Returns 0 when the
+ * transaction committed, or a negative errno when it failed as a whole:
+ * then nothing was written, every result is set to that error and every id
+ * to 0. count 0 returns 0 and touches nothing. The backend may keep memory
+ * and settings between calls that make later calls on the same connection
+ * faster (the SQLite backend enlarges the connection's page cache).
+ */
+int store_import_links(struct store *store, struct store_link *links, int *results, size_t count);
+
+/*
+ * Calls fn for every live link, in ascending id order, as one consistent
+ * snapshot: writes that other connections commit during the scan are not
+ * seen. link.url is valid only during the call. fn returns 0 to go on; any
+ * other value stops the scan, and store_scan_links returns that value. fn
+ * runs while the read is in progress, so it must not use this connection,
+ * and a slow fn keeps the snapshot open (for SQLite, the write-ahead log
+ * cannot be checkpointed past it and grows meanwhile). Returns 0 after the
+ * last link, fn's value, or an error.
+ */
+int store_scan_links(struct store *store, int (*fn)(const struct store_link *link, void *arg),
+                     void *arg);
+
 /* Visits on one day. */
 struct store_day_count {
     int32_t day; /* days since 1970-01-01 in UTC */

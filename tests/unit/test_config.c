@@ -52,6 +52,7 @@ struct fixture {
     enum config_action action;
     char *err;       /* error output of the last load */
     char args[1024]; /* arguments of the last load, for failure messages */
+    struct config_operands operands; /* of the last load_command */
 };
 
 /* Unsets every SHORTD_* variable. The names are copied first because unsetenv changes environ. */
@@ -955,6 +956,207 @@ static void help_lists_every_setting(void **state)
     free(text);
 }
 
+static const char *const import_flags[] = {"db", "schemes", NULL};
+
+/* A subcommand like shortd import: two settings as flags and one operand. */
+static const struct config_command import_like = {
+    .name = "import",
+    .operands = "FILE",
+    .summary = "Adds links from FILE.",
+    .flags = import_flags,
+    .min_operands = 1,
+    .max_operands = 1,
+};
+
+/* Runs config_load_command for import_like on "import" and args (NULL-terminated). */
+static int load_command_argv(struct fixture *fixture, const char *const *args)
+{
+    char *argv[32];
+    FILE *err;
+    size_t err_len = 0;
+    int argc = 0, rc;
+
+    argv[argc++] = "import";
+    fixture->args[0] = '\0';
+    while (args[argc - 1] != NULL) {
+        (void)snprintf(fixture->args + strlen(fixture->args),
+                       sizeof(fixture->args) - strlen(fixture->args), " %s", args[argc - 1]);
+        assert_true(argc < (int)ARRAY_SIZE(argv) - 1);
+        argv[argc] = (char *)args[argc - 1];
+        argc++;
+    }
+    argv[argc] = NULL;
+
+    free(fixture->err);
+    fixture->err = NULL;
+    err = open_memstream(&fixture->err, &err_len);
+    assert_non_null(err);
+    rc = config_load_command(&fixture->config, &import_like, argc, argv, &fixture->action,
+                             &fixture->operands, err);
+    assert_int_equal(fclose(err), 0);
+    return rc;
+}
+
+#define load_command(fixture, ...)                                                                 \
+    load_command_argv((fixture), (const char *const[]){__VA_ARGS__, NULL})
+
+/* Loads the subcommand's args and expects success with no error output. */
+#define assert_command_loads(fixture, ...)                                                         \
+    do {                                                                                           \
+        int rc_ = load_command((fixture), __VA_ARGS__);                                            \
+        if (rc_ != 0)                                                                              \
+            fail_msg("shortd import%s: returned %d, expected 0, with output: %s", (fixture)->args, \
+                     rc_, (fixture)->err);                                                         \
+        assert_string_equal((fixture)->err, "");                                                   \
+    } while (0)
+
+/* Loads the subcommand's args and expects -EINVAL with error output equal to expected. */
+#define assert_command_rejects(fixture, expected, ...)                                             \
+    do {                                                                                           \
+        int rc_ = load_command((fixture), __VA_ARGS__);                                            \
+        if (rc_ != -EINVAL)                                                                        \
+            fail_msg("shortd import%s: returned %d, expected %d (-EINVAL), with output: %s",       \
+                     (fixture)->args, rc_, -EINVAL, (fixture)->err);                               \
+        assert_string_equal((fixture)->err, (expected));                                           \
+    } while (0)
+
+static void command_takes_its_flags_and_operand(void **state)
+{
+    struct fixture *fixture = *state;
+
+    assert_command_loads(fixture, "--db", "/tmp/x.db", "links.tsv", "--schemes=https");
+    assert_string_equal(fixture->config.db, "/tmp/x.db");
+    assert_int_equal(fixture->config.scheme_count, 1);
+    assert_string_equal(fixture->config.schemes[0], "https");
+    assert_int_equal(fixture->operands.count, 1);
+    assert_string_equal(fixture->operands.values[0], "links.tsv");
+    assert_int_equal(fixture->action, CONFIG_RUN);
+}
+
+static void command_takes_dash_as_operand(void **state)
+{
+    struct fixture *fixture = *state;
+
+    assert_command_loads(fixture, "-");
+    assert_int_equal(fixture->operands.count, 1);
+    assert_string_equal(fixture->operands.values[0], "-");
+
+    /* After "--" an argument that looks like a flag is a file name. */
+    assert_command_loads(fixture, "--db", "a.db", "--", "--db");
+    assert_string_equal(fixture->config.db, "a.db");
+    assert_int_equal(fixture->operands.count, 1);
+    assert_string_equal(fixture->operands.values[0], "--db");
+}
+
+static void command_rejects_other_flags(void **state)
+{
+    struct fixture *fixture = *state;
+
+    assert_command_rejects(fixture,
+                           "shortd import: --listen is not a setting of shortd import; see "
+                           "shortd import --help\n",
+                           "--listen", "127.0.0.1:1", "links.tsv");
+    assert_int_equal(fixture->operands.count, 1);
+    assert_string_equal(fixture->operands.values[0], "links.tsv");
+
+    assert_command_rejects(fixture, "shortd import: unknown option -x; see shortd import --help\n",
+                           "-x", "links.tsv");
+    assert_command_rejects(fixture,
+                           "shortd import: unknown option --nope; see shortd import --help\n",
+                           "--nope", "links.tsv");
+}
+
+static void command_counts_operands(void **state)
+{
+    struct fixture *fixture = *state;
+
+    assert_command_rejects(fixture, "shortd import: missing FILE; see shortd import --help\n",
+                           "--db", "a.db");
+    assert_command_rejects(fixture,
+                           "shortd import: unexpected argument \"b.tsv\"; see shortd import "
+                           "--help\n",
+                           "a.tsv", "b.tsv");
+}
+
+static void command_reads_every_setting_from_file_and_environment(void **state)
+{
+    struct fixture *fixture = *state;
+    char path[256], flag[300];
+
+    /* A file written for the daemon also serves the subcommand. */
+    write_file(fixture, "shortd.conf", "listen = 127.0.0.1:9000\nmax-url-length = 100\n", path,
+               sizeof(path));
+    assert_int_equal(setenv("SHORTD_REDIRECT_STATUS", "308", 1), 0);
+    (void)snprintf(flag, sizeof(flag), "--config=%s", path);
+
+    assert_command_loads(fixture, flag, "links.tsv");
+    assert_string_equal(fixture->config.listen_port, "9000");
+    assert_int_equal(fixture->config.max_url_length, 100);
+    assert_int_equal(fixture->config.redirect_status, 308);
+    assert_string_equal(fixture->config.config_file, path);
+}
+
+static void command_skips_admin_key_and_daemon_checks(void **state)
+{
+    struct fixture *fixture = *state;
+
+    /* Both would stop the daemon: a key that is too short, and URLs longer than the body limit. */
+    assert_int_equal(setenv("SHORTD_ADMIN_KEY", "short", 1), 0);
+    assert_int_equal(setenv("SHORTD_MAX_URL_LENGTH", "1M", 1), 0);
+    assert_command_loads(fixture, "links.tsv");
+    assert_string_equal(fixture->config.admin_key, "");
+    assert_int_equal(fixture->config.max_url_length, 1024 * 1024);
+}
+
+static void command_help_and_version_actions(void **state)
+{
+    struct fixture *fixture = *state;
+
+    assert_command_loads(fixture, "--help");
+    assert_int_equal(fixture->action, CONFIG_HELP);
+    assert_command_loads(fixture, "-V");
+    assert_int_equal(fixture->action, CONFIG_VERSION);
+}
+
+static void command_help_lists_only_its_flags(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    assert_non_null(out);
+    config_print_command_help(&import_like, out);
+    assert_int_equal(fclose(out), 0);
+
+    assert_contains(text, "Usage: shortd import [OPTION...] FILE\n\nAdds links from FILE.\n");
+    assert_contains(text, "--db LOCATION");
+    assert_contains(text, "env SHORTD_DB, default ./data/shortd.db");
+    assert_contains(text, "--schemes LIST");
+    assert_contains(text, "--config FILE");
+    assert_contains(text, "--help");
+    assert_not_contains(text, "--listen");
+    assert_not_contains(text, "--max-url-length");
+    assert_not_contains(text, "--version");
+    free(text);
+}
+
+static void help_lists_commands(void **state)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+
+    assert_non_null(out);
+    config_print_help(out);
+    assert_int_equal(fclose(out), 0);
+
+    assert_contains(text, "       shortd import [OPTION...] FILE\n");
+    assert_contains(text, "       shortd export [OPTION...] [FILE]\n");
+    assert_contains(text, "  import FILE ");
+    assert_contains(text, "  export [FILE] ");
+    free(text);
+}
+
 static void base_url_drops_trailing_slash(void **state)
 {
     struct fixture *fixture = *state;
@@ -1040,6 +1242,15 @@ int main(void)
         TEST(body_size_must_fit_longest_url),
         TEST(help_and_version_actions),
         TEST(help_lists_every_setting),
+        TEST(command_takes_its_flags_and_operand),
+        TEST(command_takes_dash_as_operand),
+        TEST(command_rejects_other_flags),
+        TEST(command_counts_operands),
+        TEST(command_reads_every_setting_from_file_and_environment),
+        TEST(command_skips_admin_key_and_daemon_checks),
+        TEST(command_help_and_version_actions),
+        TEST(command_help_lists_only_its_flags),
+        TEST(help_lists_commands),
         TEST(base_url_drops_trailing_slash),
         TEST(base_url_defaults_to_listen_address),
     };
