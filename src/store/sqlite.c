@@ -83,8 +83,8 @@ const char *const store__sqlite_core_sql[STMT_COUNT] = {
     [STMT_FIND_LINK] = "SELECT 1 FROM links WHERE code = ?1",
     [STMT_GET_LINK] = "SELECT " SQLITE_LINK_COLUMNS " FROM links WHERE code = ?1",
     [STMT_GET_SETTING] = "SELECT value FROM settings WHERE name = ?1",
-    [STMT_PUT_SETTING] = "INSERT INTO settings (name, value) VALUES (?1, ?2)"
-                         " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+    [STMT_PUT_SETTING] = ("INSERT INTO settings (name, value) VALUES (?1, ?2)"
+                          " ON CONFLICT (name) DO UPDATE SET value = excluded.value"),
     [STMT_ADD_SETTING] = "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",
     [STMT_PING] = "SELECT count(*) FROM settings",
 };
