@@ -32,6 +32,7 @@ struct config {
     unsigned threads;
     unsigned workers;
     uint64_t cache_size;
+    uint64_t store_cache_size;
     unsigned max_connections;
     unsigned code_length;
     int redirect_status;

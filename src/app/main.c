@@ -272,6 +272,10 @@ int main(int argc, char **argv)
         store_close(setup_store);
         return 1;
     }
+    rc = store_set_cache_size(setup_store, config.store_cache_size);
+    if (rc < 0)
+        log_warn("store", "cannot set the writer's page cache: %s", store_last_error(setup_store));
+
     rc = load_code_key(setup_store, code_key);
     if (rc < 0) {
         log_error("store", "cannot load the code key from %s: %s", config.db,

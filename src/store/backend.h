@@ -49,6 +49,7 @@ struct store_backend {
     int (*set_setting_once)(struct store *store, const char *name, const void *value,
                             size_t value_len);
     int (*ping)(struct store *store);
+    int (*set_cache_size)(struct store *store, size_t bytes);
     int (*add_visits)(struct store *store, const struct store_visit *visits, size_t count);
     int (*expire_links)(struct store *store, int64_t now, size_t limit,
                         void (*fn)(const struct store_link *link, void *arg), void *arg);

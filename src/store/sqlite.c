@@ -801,6 +801,20 @@ static int sqlite_ping(struct store *store)
     return 0;
 }
 
+static int sqlite_set_cache_size(struct store *store, size_t bytes)
+{
+    struct sqlite_store *s = store__sqlite_from(store);
+    char sql[64];
+    int rc;
+
+    /* A negative cache_size is in KiB rather than in pages. */
+    (void)snprintf(sql, sizeof(sql), "PRAGMA cache_size = -%zu", bytes / 1024);
+    rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return store__sqlite_fail(s, rc, "setting the page cache to %zu bytes", bytes);
+    return 0;
+}
+
 static const struct store_backend sqlite_backend = {
     .name = "sqlite",
     .close = sqlite_close,
@@ -811,6 +825,7 @@ static const struct store_backend sqlite_backend = {
     .set_setting_once = sqlite_set_setting_once,
     .ping = sqlite_ping,
     .add_visits = store__sqlite_add_visits,
+    .set_cache_size = sqlite_set_cache_size,
     .expire_links = store__sqlite_expire_links,
     .list_links = store__sqlite_list_links,
     .link_stats = store__sqlite_link_stats,

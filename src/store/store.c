@@ -152,6 +152,11 @@ int store_ping(struct store *store)
     return store->backend->ping(store);
 }
 
+int store_set_cache_size(struct store *store, size_t bytes)
+{
+    return store->backend->set_cache_size(store, bytes);
+}
+
 int store_add_visits(struct store *store, const struct store_visit *visits, size_t count)
 {
     size_t i;

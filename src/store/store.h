@@ -203,6 +203,13 @@ int store_set_setting_once(struct store *store, const char *name, const void *va
  */
 int store_ping(struct store *store);
 
+/*
+ * Sets how many bytes of database pages this connection keeps in memory.
+ * A connection that writes to many places of a large database (the writer)
+ * needs far fewer disk reads with a larger cache. Returns 0 or an error.
+ */
+int store_set_cache_size(struct store *store, size_t bytes);
+
 /* Visits to one link on one day from one referrer host, to add to the store. */
 struct store_visit {
     char code[STORE_CODE_MAX + 1]; /* NUL-terminated */
