@@ -217,13 +217,36 @@ static void update_date(struct server_thread *thread)
     thread->date_second = now;
 }
 
+/* Writes value in decimal at the end of out[0..] and returns its length. */
+static size_t format_decimal(uint64_t value, char *out)
+{
+    char digits[20];
+    size_t len = 0, i;
+
+    do {
+        digits[len++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    for (i = 0; i < len; i++)
+        out[i] = digits[len - 1 - i];
+    return len;
+}
+
 void http_conn_begin(struct http_conn *conn, int status)
 {
+    const char *reason = http_status_reason(status);
+    size_t reason_len = strlen(reason);
     char line[64];
-    int len;
 
-    len = snprintf(line, sizeof(line), "HTTP/1.1 %d %s\r\n", status, http_status_reason(status));
-    out_append(conn, line, (size_t)len);
+    /* Built by hand: snprintf costs more than the rest of a redirect's head. */
+    memcpy(line, "HTTP/1.1 ", 9);
+    line[9] = (char)('0' + status / 100 % 10);
+    line[10] = (char)('0' + status / 10 % 10);
+    line[11] = (char)('0' + status % 10);
+    line[12] = ' ';
+    memcpy(line + 13, reason, reason_len);
+    memcpy(line + 13 + reason_len, "\r\n", 2);
+    out_append(conn, line, 15 + reason_len);
 
     update_date(conn->thread);
     out_append(conn, conn->thread->date_line, conn->thread->date_len);
@@ -260,7 +283,7 @@ void http_conn_end(struct http_conn *conn, const char *content_type, const void 
                    size_t body_len)
 {
     char line[64];
-    int len;
+    size_t len;
 
     if (content_type != NULL) {
         out_append(conn, "Content-Type: ", 14);
@@ -270,8 +293,10 @@ void http_conn_end(struct http_conn *conn, const char *content_type, const void 
 
     /* RFC 9110 forbids Content-Length in 204 and 304 responses. */
     if (conn->status != 204 && conn->status != 304) {
-        len = snprintf(line, sizeof(line), "Content-Length: %zu\r\n", body_len);
-        out_append(conn, line, (size_t)len);
+        memcpy(line, "Content-Length: ", 16);
+        len = 16 + format_decimal(body_len, line + 16);
+        memcpy(line + len, "\r\n", 2);
+        out_append(conn, line, len + 2);
     }
 
     if (!conn->keep_alive) {
