@@ -246,6 +246,12 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGHUP);
     (void)pthread_sigmask(SIG_BLOCK, &signals, NULL);
     (void)signal(SIGPIPE, SIG_IGN);
+    /*
+     * A write past RLIMIT_FSIZE must fail with EFBIG like a full disk, so
+     * that the store reports it and shortd goes on serving reads, instead
+     * of the default action of SIGXFSZ ending the process.
+     */
+    (void)signal(SIGXFSZ, SIG_IGN);
 
     if (sodium_init() < 0) {
         log_error("main", "libsodium cannot be initialised");
