@@ -237,8 +237,27 @@ static bool passed(const struct timespec *deadline)
            (now.tv_sec == deadline->tv_sec && now.tv_nsec >= deadline->tv_nsec);
 }
 
+/*
+ * After a failed write only a write that succeeds shows that the store takes
+ * writes again, and clients may have stopped sending any: a load balancer
+ * takes a server whose /readyz fails out of rotation. So while the health is
+ * bad, each tick reserves a fresh id block as a probe, before the tick's own
+ * writes, which then have the last word. The rest of the old block is
+ * skipped, as after a crash.
+ */
+static void probe_store(struct writer *writer)
+{
+    if (atomic_load_explicit(&writer->health, memory_order_relaxed) >= 0)
+        return;
+
+    writer->next_id = writer->end_id;
+    atomic_store_explicit(&writer->health, reserve_ids(writer, 1), memory_order_relaxed);
+}
+
 static void run_tick(struct writer *writer, bool final)
 {
+    if (!final)
+        probe_store(writer);
     if (writer->config.tick != NULL)
         writer->config.tick(writer->config.context, writer->config.store, final);
 }

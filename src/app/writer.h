@@ -122,6 +122,8 @@ int writer_submit(struct writer *writer, struct write_op *op);
 
 /*
  * Returns 0 when the last transaction committed, else its negative errno.
+ * While it is negative, every tick tries a small write (an id block), so
+ * the health recovers without a client write once the store takes writes.
  * Any thread.
  */
 int writer_health(struct writer *writer);
