@@ -25,6 +25,13 @@ def make_server(tmp_path):
     for server in servers:
         server.kill()
 
+    # A sanitizer report fails the test even when the test itself passed,
+    # for example because the report came after its last request.
+    problems = [problem for problem in (server.sanitizer_problem() for server in servers)
+                if problem is not None]
+    if problems:
+        pytest.fail("\n\n".join(problems), pytrace=False)
+
 
 @pytest.fixture
 def server(make_server):

@@ -20,6 +20,43 @@ BINARY = os.environ.get(
 ADMIN_KEY = "test-admin-key-0123456789"
 START_TIMEOUT = 20.0
 
+# Exit status of a sanitizer build of shortd after a report. No path of
+# shortd itself exits with it (it uses 0, 1 and 2).
+SANITIZER_EXIT = 86
+
+# A report stops the process at once with SANITIZER_EXIT, so a memory error
+# or a data race in a server that runs for a whole test cannot go unseen.
+# Options already in the environment come later and therefore win.
+SANITIZER_OPTIONS = {
+    "ASAN_OPTIONS": "halt_on_error=1:abort_on_error=0:detect_leaks=1:exitcode=%d" % SANITIZER_EXIT,
+    "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1:exitcode=%d" % SANITIZER_EXIT,
+    "TSAN_OPTIONS": "halt_on_error=1:exitcode=%d" % SANITIZER_EXIT,
+}
+
+# Lines that start a sanitizer report in a log.
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                     "ThreadSanitizer: ", "runtime error:", "UndefinedBehaviorSanitizer")
+
+
+def sanitizer_env(env):
+    """Returns a copy of env with the sanitizer options of SANITIZER_OPTIONS
+    put before any that env already has."""
+    result = dict(env)
+    for name, options in SANITIZER_OPTIONS.items():
+        given = result.get(name)
+        result[name] = options + (":" + given if given else "")
+    return result
+
+
+def find_sanitizer_report(text):
+    """Returns the text from the first sanitizer report on, or None."""
+    positions = [text.find(marker) for marker in SANITIZER_MARKERS]
+    positions = [p for p in positions if p >= 0]
+    if not positions:
+        return None
+    start = text.rfind("\n", 0, min(positions)) + 1
+    return text[start:start + 6000]
+
 
 class Server:
     """One shortd process with its own data folder and log file."""
@@ -34,13 +71,18 @@ class Server:
         self.process = None
         self.port = None
         self.log_path = None
+        self.log_paths = []
+        self.statuses = []  # exit status of every process that ended
         self.runs = 0
+        self.preexec_fn = None  # run in the child before exec, as Popen's
 
     def start(self, extra_args=()):
         self.runs += 1
         self.log_path = os.path.join(self.folder, "shortd-%d.log" % self.runs)
+        self.log_paths.append(self.log_path)
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHORTD_")}
         env.update(self.env)
+        env = sanitizer_env(env)
         # Tests send many creates from one address: the anonymous rate limit
         # is lifted unless a test sets its own (later flags win).
         args = [BINARY, "--listen", "127.0.0.1:0", "--db", self.db,
@@ -48,7 +90,8 @@ class Server:
                 "--anonymous-burst", "1000000", "--anonymous-rate", "1000000"]
         args += self.args + list(extra_args)
         log = open(self.log_path, "wb")
-        self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env)
+        self.process = subprocess.Popen(args, stdout=log, stderr=log, env=env,
+                                        preexec_fn=self.preexec_fn)
         log.close()
 
         deadline = time.monotonic() + START_TIMEOUT
@@ -59,8 +102,10 @@ class Server:
                 self.port = int(match.group(1))
                 return self
             if self.process.poll() is not None:
+                self.statuses.append(self.process.returncode)
+                self.process = None
                 raise RuntimeError("shortd exited with %d at start:\n%s"
-                                   % (self.process.returncode, text))
+                                   % (self.statuses[-1], text))
             time.sleep(0.02)
         self.kill()
         raise RuntimeError("shortd did not start in %.0f s:\n%s" % (START_TIMEOUT, self.log()))
@@ -79,16 +124,39 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+            self.process = None
             raise AssertionError("shortd did not stop within %.0f s after %s:\n%s"
                                  % (timeout, sig, self.log()))
         self.process = None
+        self.statuses.append(status)
         return status
 
     def kill(self):
+        """Ends the process with SIGKILL, unless it already exited, in which
+        case its own exit status is kept for sanitizer_problem()."""
         if self.process is not None:
-            self.process.kill()
-            self.process.wait()
+            if self.process.poll() is not None:
+                self.statuses.append(self.process.returncode)
+            else:
+                self.process.kill()
+                self.process.wait()
             self.process = None
+
+    def sanitizer_problem(self):
+        """Returns a description of a sanitizer report in any log of this
+        server, or of an exit with SANITIZER_EXIT, or None."""
+        for path in self.log_paths:
+            try:
+                with open(path, "rb") as f:
+                    text = f.read().decode("utf-8", "replace")
+            except FileNotFoundError:
+                continue
+            report = find_sanitizer_report(text)
+            if report is not None:
+                return "sanitizer report in %s:\n%s" % (path, report)
+        if SANITIZER_EXIT in self.statuses:
+            return "shortd exited with the sanitizer status %d" % SANITIZER_EXIT
+        return None
 
     def connect(self, timeout=10.0):
         return Client(self.port, timeout)

@@ -4,14 +4,17 @@ import os
 import re
 import subprocess
 
-from shortd import BINARY
+from shortd import BINARY, find_sanitizer_report, sanitizer_env
 
 
 def run(args, env=None, timeout=10):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHORTD_")}
     full_env.update(env or {})
-    return subprocess.run([BINARY] + args, env=full_env, capture_output=True, text=True,
-                          timeout=timeout)
+    result = subprocess.run([BINARY] + args, env=sanitizer_env(full_env), capture_output=True,
+                            text=True, timeout=timeout)
+    report = find_sanitizer_report(result.stderr)
+    assert report is None, report
+    return result
 
 
 def test_help_lists_every_setting():
