@@ -394,6 +394,7 @@ void app_create_key(struct app *app, struct http_conn *conn, const struct http_r
 {
     json_error_t json_err;
     struct write_job *job;
+    bool out_of_memory;
     json_t *root, *name, *rate, *burst;
     const char *key;
     json_t *value;
@@ -402,7 +403,11 @@ void app_create_key(struct app *app, struct http_conn *conn, const struct http_r
     if (!json_body_ok(conn, req))
         return;
 
-    root = json_loadb(body, body_len, JSON_REJECT_DUPLICATES, &json_err);
+    root = link_json_load(body, body_len, &json_err, &out_of_memory);
+    if (out_of_memory) {
+        app_send_unavailable(conn, -ENOMEM);
+        return;
+    }
     if (root == NULL || !json_is_object(root)) {
         json_decref(root);
         app_send_error(conn, 400, "invalid_json", "The request body must be a JSON object.");

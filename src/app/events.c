@@ -68,7 +68,7 @@ static void publish_frame(struct app *app, enum app_topic topic, uint64_t owner,
 
     if (object == NULL)
         return;
-    json = json_dumps(object, JSON_COMPACT);
+    json = link_json_dump(object);
     json_decref(object);
     if (json == NULL)
         return;

@@ -169,6 +169,78 @@ bool link_code_reserved(const char *text, size_t len)
     return false;
 }
 
+/*
+ * State of a link_json_load or link_json_dump on this thread. jansson 2.14
+ * reports some allocation failures inside its lexer as syntax errors, so its
+ * error code alone cannot tell them from invalid JSON.
+ */
+static _Thread_local bool json_guarded;
+static _Thread_local bool json_allocation_failed;
+
+static void *json_allocate(size_t size)
+{
+    void *memory;
+
+    /*
+     * jansson 2.14 ignores some failed allocations and goes on. Its lexer
+     * ignores a failed growth of its text buffer: when the closing quote of
+     * a string was not saved, the copy of the string, allocated next, runs
+     * past both buffers until it meets a quote. Its encoder ignores a failed
+     * write of an object key and returns text without the key. So after one
+     * failure, every later allocation of the same parse or encoding fails
+     * too, and the caller gets no result rather than a corrupt one.
+     */
+    if (json_guarded && json_allocation_failed)
+        return NULL;
+
+    memory = malloc(size);
+    if (memory == NULL)
+        json_allocation_failed = true;
+    return memory;
+}
+
+void link_json_setup(void)
+{
+    json_set_alloc_funcs(json_allocate, free);
+}
+
+json_t *link_json_load(const char *body, size_t len, json_error_t *err, bool *out_of_memory)
+{
+    json_t *root;
+
+    json_guarded = true;
+    json_allocation_failed = false;
+    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, err);
+    json_guarded = false;
+    if (root != NULL && json_allocation_failed) {
+        /* A value may be missing a part that could not be allocated. */
+        json_decref(root);
+        root = NULL;
+    }
+    /* A failure to set up the lexer returns before writing any error text. */
+    *out_of_memory = root == NULL && (json_allocation_failed ||
+                                      json_error_code(err) == json_error_out_of_memory ||
+                                      err->text[0] == '\0');
+    return root;
+}
+
+char *link_json_dump(const json_t *value)
+{
+    char *text;
+
+    if (value == NULL)
+        return NULL;
+    json_guarded = true;
+    json_allocation_failed = false;
+    text = json_dumps(value, JSON_COMPACT);
+    json_guarded = false;
+    if (text != NULL && json_allocation_failed) {
+        free(text);
+        text = NULL;
+    }
+    return text;
+}
+
 static void set_error(struct link_error *err, const char *code, const char *format, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -257,6 +329,7 @@ int link_parse_create(const char *body, size_t len, const struct url_policy *pol
                                         "max_visits", "redirect_status", "cache_max_age"};
     json_error_t json_err;
     struct url_error url_err;
+    bool out_of_memory;
     json_t *root, *value;
     const char *key;
     int64_t number;
@@ -266,7 +339,9 @@ int link_parse_create(const char *body, size_t len, const struct url_policy *pol
     memset(request, 0, sizeof(*request));
     request->cache_max_age = -1;
 
-    root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &json_err);
+    root = link_json_load(body, len, &json_err, &out_of_memory);
+    if (out_of_memory)
+        return -ENOMEM;
     if (root == NULL) {
         set_error(err, "invalid_json", "The request body is not valid JSON: %s (line %d, column %d).",
                   json_err.text, json_err.line, json_err.column);
@@ -395,7 +470,7 @@ char *link_to_json(const struct store_link *link, const char *base_url, size_t *
 
     if (object == NULL)
         return NULL;
-    text = json_dumps(object, JSON_COMPACT);
+    text = link_json_dump(object);
     json_decref(object);
     if (text != NULL)
         *len = strlen(text);
@@ -419,7 +494,7 @@ char *link_error_json(const char *code, const char *message, size_t *len)
     }
     if (object == NULL)
         return NULL;
-    text = json_dumps(object, JSON_COMPACT);
+    text = link_json_dump(object);
     json_decref(object);
     if (text != NULL)
         *len = strlen(text);

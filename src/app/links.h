@@ -114,6 +114,30 @@ int link_parse_create(const char *body, size_t len, const struct url_policy *pol
                       struct link_create_request *request, struct link_error *err);
 
 struct json_t;
+struct json_error_t;
+
+/*
+ * Makes jansson allocate through a wrapper that notes failures, for
+ * link_json_load. Call once at start, before any thread uses jansson:
+ * json_set_alloc_funcs changes process-wide state.
+ */
+void link_json_setup(void);
+
+/*
+ * Parses a request body, rejecting duplicate keys. Returns the value (a new
+ * reference), or NULL with err filled and *out_of_memory telling a lack of
+ * memory (answer 503) from invalid JSON (answer 400). Any thread; without
+ * link_json_setup some allocation failures read as invalid JSON.
+ */
+struct json_t *link_json_load(const char *body, size_t len, struct json_error_t *err,
+                              bool *out_of_memory);
+
+/*
+ * Encodes value as compact JSON, NUL-terminated and malloc'd (the caller
+ * frees it). Returns NULL when value is NULL or memory ran out, never a
+ * partial text. Any thread.
+ */
+char *link_json_dump(const struct json_t *value);
 
 /*
  * Builds a link as the API's JSON object (a new reference). base_url

@@ -98,7 +98,7 @@ static void set_error_body(struct lookup *lookup, int status, const char *code,
 static void set_json_body(struct lookup *lookup, int status, json_t *value)
 {
     lookup->status = status;
-    lookup->body = value != NULL ? json_dumps(value, JSON_COMPACT) : NULL;
+    lookup->body = link_json_dump(value);
     lookup->body_len = lookup->body != NULL ? strlen(lookup->body) : 0;
     json_decref(value);
 }

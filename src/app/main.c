@@ -257,6 +257,7 @@ int main(int argc, char **argv)
         log_error("main", "libsodium cannot be initialised");
         return 1;
     }
+    link_json_setup();
 
     memset(&app, 0, sizeof(app));
     app.config = &config;
