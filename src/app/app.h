@@ -131,10 +131,13 @@ int64_t app_wall_ms(void);
 /* Responds with a JSON error object. message is one sentence. */
 void app_send_error(struct http_conn *conn, int status, const char *code, const char *message);
 
-/* Responds with a JSON body (NUL-terminated text), or 500 when body is NULL. */
+/*
+ * Responds with a JSON body (NUL-terminated text), or with 503 overloaded
+ * when body is NULL because building it ran out of memory.
+ */
 void app_send_json(struct http_conn *conn, int status, const char *body, size_t len);
 
-/* Responds with 503 and Retry-After for a store or queue failure. */
+/* Responds with 503 and Retry-After for a store, queue or memory failure. */
 void app_send_unavailable(struct http_conn *conn, int err);
 
 /* Responds with 401 missing_key and WWW-Authenticate: Bearer. */

@@ -90,9 +90,11 @@ static void create_answer(struct loop *loop, struct loop_task *task)
 
     body = link_to_json(&job->op.link, job->app->base_url, &len);
     if (body == NULL) {
-        /* The link is stored, but the response could not be built. */
-        app_send_error(job->conn, 500, "internal_error",
-                       "The link was created but the response could not be built.");
+        /*
+         * The link is stored; only the response could not be built. A
+         * retry finds it: a plain create is deduplicated, an alias gets 409.
+         */
+        app_send_unavailable(job->conn, -ENOMEM);
         free_job(job);
         return;
     }
@@ -376,15 +378,26 @@ static void key_create_answer(struct loop *loop, struct loop_task *task)
     }
 
     object = app_key_to_object(&job->op.key);
-    if (object != NULL)
-        (void)json_object_set_new(object, "key", json_string(job->secret));
-    body = object != NULL ? json_dumps(object, JSON_COMPACT) : NULL;
+    if (object != NULL && json_object_set_new(object, "key", json_string(job->secret)) < 0) {
+        json_decref(object);
+        object = NULL;
+    }
+    body = link_json_dump(object);
     json_decref(object);
+    if (body == NULL) {
+        /*
+         * The key is stored but its secret cannot be sent, which leaves it
+         * unusable: it shows in the key list and can be revoked. A 201
+         * without the secret would look like success.
+         */
+        app_send_unavailable(job->conn, -ENOMEM);
+        free_job(job);
+        return;
+    }
 
-    http_conn_begin(job->conn, body != NULL ? 201 : 500);
+    http_conn_begin(job->conn, 201);
     http_conn_header(job->conn, "Cache-Control", "no-store", 8);
-    http_conn_end(job->conn, "application/json; charset=utf-8", body != NULL ? body : "",
-                  body != NULL ? strlen(body) : 0);
+    http_conn_end(job->conn, "application/json; charset=utf-8", body, strlen(body));
     free(body);
     free_job(job);
 }

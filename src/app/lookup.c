@@ -272,17 +272,25 @@ static void stats_job(void *thread_state, void *arg)
         goto out;
     }
 
+    /* A failed append would silently drop a row, so it fails the response. */
     day_list = json_array();
     host_list = json_array();
-    for (i = 0; i < days_len; i++) {
+    rc = day_list != NULL && host_list != NULL ? 0 : -ENOMEM;
+    for (i = 0; i < days_len && rc == 0; i++) {
         datetime_format_date(days[i].day, date);
         total += days[i].count;
-        (void)json_array_append_new(day_list, json_pack("{s:s, s:I}", "date", date, "visits",
-                                                        (json_int_t)days[i].count));
+        rc = json_array_append_new(day_list, json_pack("{s:s, s:I}", "date", date, "visits",
+                                                       (json_int_t)days[i].count));
     }
-    for (i = 0; i < hosts_len; i++)
-        (void)json_array_append_new(host_list, json_pack("{s:s, s:I}", "host", hosts[i].host,
-                                                         "visits", (json_int_t)hosts[i].count));
+    for (i = 0; i < hosts_len && rc == 0; i++)
+        rc = json_array_append_new(host_list, json_pack("{s:s, s:I}", "host", hosts[i].host,
+                                                        "visits", (json_int_t)hosts[i].count));
+    if (rc < 0) {
+        lookup->err = -ENOMEM;
+        json_decref(day_list);
+        json_decref(host_list);
+        goto out;
+    }
     datetime_format_date(lookup->from_day, from);
     datetime_format_date(lookup->to_day, to);
     set_json_body(lookup, 200,
@@ -301,6 +309,7 @@ struct list_state {
     size_t count;
     int64_t last_id;
     bool more;
+    bool out_of_memory; /* a link could not be added: the page would miss it */
 };
 
 static int list_one(const struct store_link *link, void *arg)
@@ -311,7 +320,11 @@ static int list_one(const struct store_link *link, void *arg)
         state->more = true;
         return 1;
     }
-    (void)json_array_append_new(state->links, link_to_object(link, state->lookup->app->base_url));
+    if (json_array_append_new(state->links,
+                              link_to_object(link, state->lookup->app->base_url)) < 0) {
+        state->out_of_memory = true;
+        return 1;
+    }
     state->count++;
     state->last_id = link->id;
     return 0;
@@ -325,11 +338,15 @@ static void list_job(void *thread_state, void *arg)
     int rc;
 
     state.links = json_array();
-    rc = store_list_links(thread_state, lookup->owner, lookup->before_id, lookup->limit + 1,
-                          list_one, &state);
+    rc = state.links != NULL ? store_list_links(thread_state, lookup->owner, lookup->before_id,
+                                                lookup->limit + 1, list_one, &state)
+                             : -ENOMEM;
+    if (rc >= 0 && state.out_of_memory)
+        rc = -ENOMEM;
     if (rc < 0) {
         lookup->err = rc;
-        log_error("store", "listing links failed: %s", store_last_error(thread_state));
+        if (rc != -ENOMEM)
+            log_error("store", "listing links failed: %s", store_last_error(thread_state));
         json_decref(state.links);
     } else {
         snprintf(cursor, sizeof(cursor), "%lld", (long long)state.last_id);
@@ -360,10 +377,10 @@ json_t *app_key_to_object(const struct store_key *key)
                      key->burst != 0 ? json_integer(key->burst) : json_null());
 }
 
+/* Stops the listing when a key cannot be added: the response must not miss one. */
 static int list_key(const struct store_key *key, void *arg)
 {
-    (void)json_array_append_new(arg, app_key_to_object(key));
-    return 0;
+    return json_array_append_new(arg, app_key_to_object(key)) < 0;
 }
 
 static void keys_job(void *thread_state, void *arg)
@@ -372,10 +389,13 @@ static void keys_job(void *thread_state, void *arg)
     json_t *list = json_array();
     int rc;
 
-    rc = store_list_keys(thread_state, list_key, list);
+    rc = list != NULL ? store_list_keys(thread_state, list_key, list) : -ENOMEM;
+    if (rc >= 0 && json_array_size(list) != (size_t)rc)
+        rc = -ENOMEM;
     if (rc < 0) {
         lookup->err = rc;
-        log_error("store", "listing keys failed: %s", store_last_error(thread_state));
+        if (rc != -ENOMEM)
+            log_error("store", "listing keys failed: %s", store_last_error(thread_state));
         json_decref(list);
     } else {
         set_json_body(lookup, 200, json_pack("{s:o}", "keys", list));

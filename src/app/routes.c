@@ -51,9 +51,9 @@ int64_t app_wall_ms(void)
 void app_send_json(struct http_conn *conn, int status, const char *body, size_t len)
 {
     if (body == NULL) {
-        status = 500;
-        body = fallback_error;
-        len = sizeof(fallback_error) - 1;
+        /* Building the body ran out of memory: a retry may well succeed. */
+        app_send_unavailable(conn, -ENOMEM);
+        return;
     }
 
     http_conn_begin(conn, status);
@@ -87,6 +87,9 @@ void app_send_unavailable(struct http_conn *conn, int err)
     case -EAGAIN:
         snprintf(message, sizeof(message), "The server is overloaded; retry in a second.");
         break;
+    case -ENOMEM:
+        snprintf(message, sizeof(message), "The server ran out of memory; retry in a second.");
+        break;
     case -ENOSPC:
         snprintf(message, sizeof(message),
                  "The store is full and cannot accept writes; retry later.");
@@ -113,7 +116,8 @@ void app_send_unavailable(struct http_conn *conn, int err)
 
     http_conn_begin(conn, 503);
     http_conn_header(conn, "Retry-After", "1", 1);
-    end_error(conn, err == -EAGAIN ? "overloaded" : "store_unavailable", message);
+    end_error(conn, err == -EAGAIN || err == -ENOMEM ? "overloaded" : "store_unavailable",
+              message);
 }
 
 void app_add_rate_headers(struct http_conn *conn, const struct ratelimit_result *result)
