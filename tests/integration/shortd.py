@@ -75,6 +75,7 @@ class Server:
         self.statuses = []  # exit status of every process that ended
         self.runs = 0
         self.preexec_fn = None  # run in the child before exec, as Popen's
+        self.binary = BINARY
 
     def start(self, extra_args=()):
         self.runs += 1
@@ -85,7 +86,7 @@ class Server:
         env = sanitizer_env(env)
         # Tests send many creates from one address: the anonymous rate limit
         # is lifted unless a test sets its own (later flags win).
-        args = [BINARY, "--listen", "127.0.0.1:0", "--db", self.db,
+        args = [self.binary, "--listen", "127.0.0.1:0", "--db", self.db,
                 "--base-url", "http://short.test",
                 "--anonymous-burst", "1000000", "--anonymous-rate", "1000000"]
         args += self.args + list(extra_args)
