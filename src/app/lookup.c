@@ -247,6 +247,15 @@ static void read_job(void *thread_state, void *arg)
     http_conn_post(lookup->conn, &lookup->task);
 }
 
+static bool host_is_ascii(const char *host)
+{
+    for (; *host != '\0'; host++) {
+        if ((unsigned char)*host >= 0x80)
+            return false;
+    }
+    return true;
+}
+
 static void stats_job(void *thread_state, void *arg)
 {
     struct lookup *lookup = arg;
@@ -282,9 +291,13 @@ static void stats_job(void *thread_state, void *arg)
         rc = json_array_append_new(day_list, json_pack("{s:s, s:I}", "date", date, "visits",
                                                        (json_int_t)days[i].count));
     }
-    for (i = 0; i < hosts_len && rc == 0; i++)
+    for (i = 0; i < hosts_len && rc == 0; i++) {
+        /* Stored by an older version that kept any byte: not valid JSON. */
+        if (!host_is_ascii(hosts[i].host))
+            continue;
         rc = json_array_append_new(host_list, json_pack("{s:s, s:I}", "host", hosts[i].host,
                                                         "visits", (json_int_t)hosts[i].count));
+    }
     if (rc < 0) {
         lookup->err = -ENOMEM;
         json_decref(day_list);
