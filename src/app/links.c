@@ -218,9 +218,9 @@ json_t *link_json_load(const char *body, size_t len, json_error_t *err, bool *ou
         root = NULL;
     }
     /* A failure to set up the lexer returns before writing any error text. */
-    *out_of_memory = root == NULL && (json_allocation_failed ||
-                                      json_error_code(err) == json_error_out_of_memory ||
-                                      err->text[0] == '\0');
+    *out_of_memory =
+        root == NULL && (json_allocation_failed ||
+                         json_error_code(err) == json_error_out_of_memory || err->text[0] == '\0');
     return root;
 }
 

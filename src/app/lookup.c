@@ -288,8 +288,8 @@ static void stats_job(void *thread_state, void *arg)
     for (i = 0; i < days_len && rc == 0; i++) {
         datetime_format_date(days[i].day, date);
         total += days[i].count;
-        rc = json_array_append_new(day_list, json_pack("{s:s, s:I}", "date", date, "visits",
-                                                       (json_int_t)days[i].count));
+        rc = json_array_append_new(
+            day_list, json_pack("{s:s, s:I}", "date", date, "visits", (json_int_t)days[i].count));
     }
     for (i = 0; i < hosts_len && rc == 0; i++) {
         /* Stored by an older version that kept any byte: not valid JSON. */
@@ -328,13 +328,14 @@ struct list_state {
 static int list_one(const struct store_link *link, void *arg)
 {
     struct list_state *state = arg;
+    json_t *object;
 
     if (state->count == state->lookup->limit) {
         state->more = true;
         return 1;
     }
-    if (json_array_append_new(state->links,
-                              link_to_object(link, state->lookup->app->base_url)) < 0) {
+    object = link_to_object(link, state->lookup->app->base_url);
+    if (json_array_append_new(state->links, object) < 0) {
         state->out_of_memory = true;
         return 1;
     }

@@ -116,8 +116,7 @@ void app_send_unavailable(struct http_conn *conn, int err)
 
     http_conn_begin(conn, 503);
     http_conn_header(conn, "Retry-After", "1", 1);
-    end_error(conn, err == -EAGAIN || err == -ENOMEM ? "overloaded" : "store_unavailable",
-              message);
+    end_error(conn, err == -EAGAIN || err == -ENOMEM ? "overloaded" : "store_unavailable", message);
 }
 
 void app_add_rate_headers(struct http_conn *conn, const struct ratelimit_result *result)
