@@ -39,6 +39,8 @@
 #include "net/server_internal.h"
 
 #define OUTPUT_HIGH_WATER (64 * 1024)
+#define READS_PER_PASS    16 /* reads of one connection before others get a turn */
+#define PASSES_PER_RUN    4  /* output flushes of one connection per turn */
 #define READ_CHUNK_MIN    4096
 
 static void conn_run(struct http_conn *conn);
@@ -617,6 +619,23 @@ void conn__timed_out(struct http_conn *conn)
             thread->scratch_out.len = 0;
         }
         break;
+    case CONN_TIMER_IDLE:
+        /*
+         * A busy thread may sweep before it read input that arrived after
+         * its last epoll_wait: a connection with a request waiting is not
+         * idle, so it gets the header timeout and its request is read now.
+         */
+        if (conn->state == CONN_READING && conn->in.len == 0 && conn->out.len == 0) {
+            char byte;
+
+            if (recv(conn->watch.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) > 0) {
+                conn->readable = true;
+                conn__timer_set(conn, CONN_TIMER_HEADER);
+                conn_run(conn);
+                return;
+            }
+        }
+        break;
     default:
         break;
     }
@@ -1021,6 +1040,7 @@ static void settle(struct http_conn *conn)
 static int pump(struct http_conn *conn)
 {
     size_t consumed, len = 0;
+    unsigned reads = 0;
     char *data = NULL;
     bool stalled;
     ssize_t n;
@@ -1036,6 +1056,11 @@ static int pump(struct http_conn *conn)
     }
 
     while (conn->readable && can_process(conn) && !conn->in_stalled) {
+        /* A client that keeps the socket full yields to the others. */
+        if (++reads > READS_PER_PASS) {
+            conn->more_input = true;
+            break;
+        }
         n = read_once(conn, &data, &len);
         if (n < 0)
             return -1;
@@ -1056,15 +1081,41 @@ static int pump(struct http_conn *conn)
     return 0;
 }
 
+static void on_continue(struct loop *loop, struct loop_task *task)
+{
+    struct http_conn *conn = container_of(task, struct http_conn, continue_task);
+
+    conn->tasks_pending--;
+    conn->continue_posted = false;
+    if (conn->closed) {
+        conn__close(conn);
+        return;
+    }
+    conn_run(conn);
+}
+
+/* Lets the other connections of the thread go first, then runs conn again. */
+static void post_continue(struct http_conn *conn)
+{
+    if (conn->continue_posted)
+        return;
+    conn->continue_posted = true;
+    conn->tasks_pending++;
+    conn->continue_task.callback = on_continue;
+    loop_post(conn->thread->loop, &conn->continue_task);
+}
+
 static void conn_run(struct http_conn *conn)
 {
     struct server_thread *thread = conn->thread;
+    unsigned passes = 0;
 
     if (conn->state == CONN_LINGER || conn->state == CONN_STREAMING) {
         (void)linger_read(conn);
         return;
     }
 
+    conn->more_input = false;
     for (;;) {
         conn->out_target = conn->out.len > 0 ? &conn->out : &thread->scratch_out;
 
@@ -1078,11 +1129,16 @@ static void conn_run(struct http_conn *conn)
             return;
 
         /* The socket took all output and requests wait, so process them now. */
-        if (conn->in_stalled && conn->out.len == 0 && conn->state == CONN_READING)
+        if (conn->in_stalled && conn->out.len == 0 && conn->state == CONN_READING &&
+            ++passes < PASSES_PER_RUN)
             continue;
+        if (conn->in_stalled && conn->out.len == 0 && conn->state == CONN_READING)
+            conn->more_input = true;
         break;
     }
 
+    if (conn->more_input)
+        post_continue(conn);
     settle(conn);
 }
 

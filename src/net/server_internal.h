@@ -101,6 +101,9 @@ struct http_conn {
     struct loop_task resume;   /* posted by http_conn_post */
     struct loop_task *deferred_task; /* the handler's task to run on resume */
     struct loop_task close_task;     /* posted when a stream write fails */
+    struct loop_task continue_task;  /* posted when a turn ended with work left */
+    bool continue_posted;            /* continue_task is pending */
+    bool more_input;                 /* the turn ended before the input did */
     unsigned tasks_pending;          /* posted tasks that point at the connection */
     bool close_posted;               /* close_task is pending */
     bool in_pass;                    /* conn_run or on_resume is running */
