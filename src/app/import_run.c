@@ -624,31 +624,6 @@ static int import_input(struct importer *im)
     return drain_batches(im);
 }
 
-/* Copies the host of url (scheme://host[:port]/...) into out, without IPv6 brackets. */
-static void copy_host(const char *url, char *out, size_t out_len)
-{
-    const char *start = strstr(url, "://"), *end;
-    size_t len;
-
-    out[0] = '\0';
-    if (start == NULL)
-        return;
-    start += 3;
-    if (*start == '[') {
-        start++;
-        end = strchr(start, ']');
-    } else {
-        end = start + strcspn(start, ":/?#");
-    }
-    if (end == NULL)
-        return;
-    len = (size_t)(end - start);
-    if (len >= out_len)
-        len = out_len - 1;
-    memcpy(out, start, len);
-    out[len] = '\0';
-}
-
 /*
  * Sets the URL policy from the settings as the daemon does: the own host
  * comes from the base URL, checked and normalised as an http or https URL
@@ -677,7 +652,7 @@ static int set_policy(struct importer *im, const struct config *config)
         free(normalised);
         return -EINVAL;
     }
-    copy_host(normalised, im->own_host, sizeof(im->own_host));
+    url_copy_host(normalised, im->own_host, sizeof(im->own_host));
     free(normalised);
 
     im->policy.schemes = config->schemes;

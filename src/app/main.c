@@ -159,31 +159,6 @@ static int set_base_url(struct app *app, const char *configured)
     return 0;
 }
 
-/* Copies the host of url (scheme://host[:port]/...) into out. */
-static void host_of(const char *url, char *out, size_t out_len)
-{
-    const char *start = strstr(url, "://"), *end;
-    size_t len;
-
-    out[0] = '\0';
-    if (start == NULL)
-        return;
-    start += 3;
-    if (*start == '[') {
-        start++;
-        end = strchr(start, ']');
-    } else {
-        end = start + strcspn(start, ":/?#");
-    }
-    if (end == NULL)
-        return;
-    len = (size_t)(end - start);
-    if (len >= out_len)
-        len = out_len - 1;
-    memcpy(out, start, len);
-    out[len] = '\0';
-}
-
 static int wait_for_stop(struct app *app, const sigset_t *signals)
 {
     struct timespec tick = {.tv_sec = EXPIRE_INTERVAL_S, .tv_nsec = 0};
@@ -398,7 +373,7 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
-    host_of(app.base_url, app.own_host, sizeof(app.own_host));
+    url_copy_host(app.base_url, app.own_host, sizeof(app.own_host));
     app.url_policy.schemes = config.schemes;
     app.url_policy.scheme_count = config.scheme_count;
     app.url_policy.max_length = config.max_url_length;

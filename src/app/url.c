@@ -1042,3 +1042,27 @@ bool url_is_header_safe(const char *url, size_t len)
     }
     return true;
 }
+
+void url_copy_host(const char *url, char *out, size_t out_len)
+{
+    const char *start = strstr(url, "://"), *end;
+    size_t len;
+
+    out[0] = '\0';
+    if (start == NULL)
+        return;
+    start += 3;
+    if (*start == '[') {
+        start++;
+        end = strchr(start, ']');
+    } else {
+        end = start + strcspn(start, ":/?#");
+    }
+    if (end == NULL)
+        return;
+    len = (size_t)(end - start);
+    if (len >= out_len)
+        len = out_len - 1;
+    memcpy(out, start, len);
+    out[len] = '\0';
+}

@@ -74,6 +74,13 @@ int url_normalize(const char *input, size_t len, const struct url_policy *policy
  */
 size_t url_encode_for_header(const char *url, size_t len, char *out);
 
+/*
+ * Copies the host of a URL returned by url_normalize (scheme://host[:port]
+ * and the rest; no user information) into out, without IPv6 brackets. out
+ * is "" when url has no authority; a longer host is cut to out_len - 1.
+ */
+void url_copy_host(const char *url, char *out, size_t out_len);
+
 /* Returns whether every byte of url[0..len) is in the URI character set. */
 bool url_is_header_safe(const char *url, size_t len);
 
