@@ -49,8 +49,9 @@ static unsigned record_flags(const struct link_record *record)
 
 static size_t header_size(unsigned flags)
 {
-    return 4 + ((flags & LINK_HAS_EXPIRY) ? 8 : 0) + ((flags & LINK_HAS_LIMIT) ? 8 : 0) +
-           ((flags & LINK_HAS_CACHE_MAX_AGE) ? 4 : 0) + ((flags & LINK_HAS_OWNER) ? 8 : 0);
+    return LINK_RECORD_FIXED + ((flags & LINK_HAS_EXPIRY) ? 8 : 0) +
+           ((flags & LINK_HAS_LIMIT) ? 8 : 0) + ((flags & LINK_HAS_CACHE_MAX_AGE) ? 4 : 0) +
+           ((flags & LINK_HAS_OWNER) ? 8 : 0);
 }
 
 size_t link_record_size(const struct link_record *record)
@@ -61,11 +62,12 @@ size_t link_record_size(const struct link_record *record)
 size_t link_record_encode(const struct link_record *record, char *out)
 {
     unsigned flags = record_flags(record);
-    size_t pos = 4;
+    size_t pos = LINK_RECORD_FIXED;
 
     out[0] = (char)record->kind;
     out[1] = (char)flags;
     put_u64(out + 2, (uint16_t)record->redirect_status, 2);
+    put_u64(out + 4, (uint64_t)record->id, 8);
     if (flags & LINK_HAS_EXPIRY) {
         put_u64(out + pos, (uint64_t)record->expires_at, 8);
         pos += 8;
@@ -91,9 +93,9 @@ int link_record_decode(const void *data, size_t len, struct link_record *record)
 {
     const unsigned char *p = data;
     unsigned flags;
-    size_t pos = 4;
+    size_t pos = LINK_RECORD_FIXED;
 
-    if (len < 4)
+    if (len < LINK_RECORD_FIXED)
         return -EINVAL;
     flags = p[1];
     if (flags & ~(unsigned)(LINK_HAS_EXPIRY | LINK_HAS_LIMIT | LINK_HAS_CACHE_MAX_AGE |
@@ -103,6 +105,7 @@ int link_record_decode(const void *data, size_t len, struct link_record *record)
 
     record->kind = (enum link_kind)p[0];
     record->redirect_status = (int)get_u64(p + 2, 2);
+    record->id = (int64_t)get_u64(p + 4, 8);
     record->expires_at = 0;
     record->max_visits = 0;
     record->cache_max_age = -1;
@@ -134,6 +137,7 @@ void link_record_from_store(const struct store_link *link, struct link_record *r
                    : link->expired_at != 0 ? LINK_EXPIRED
                                            : LINK_LIVE;
     record->redirect_status = link->redirect_status;
+    record->id = link->id;
     record->expires_at = link->expires_at;
     record->max_visits = link->max_visits;
     record->cache_max_age = link->cache_max_age;

@@ -4,11 +4,14 @@
  * cache keeps per code.
  *
  * Cache record layout (little-endian, no padding), sized to the link so that
- * a plain link costs 4 bytes beyond its URL:
+ * a plain link costs 12 bytes beyond its URL:
  *
  *   byte 0      kind: enum link_kind
  *   byte 1      flags: which optional fields follow
  *   bytes 2-3   redirect status
+ *   bytes 4-11  link id, by which visits are counted. It is 0 in a
+ *               LINK_MISSING record and in the LINK_GONE record that a
+ *               delete writes, and visits to either are never counted.
  *   then, in this order, each only when its flag is set:
  *     8 bytes   expires_at, Unix ms              (LINK_HAS_EXPIRY)
  *     8 bytes   max_visits                       (LINK_HAS_LIMIT)
@@ -40,12 +43,16 @@ enum link_kind {
 #define LINK_HAS_CACHE_MAX_AGE 0x04
 #define LINK_HAS_OWNER         0x08
 
+/* Bytes of the fixed part of a record: kind, flags, status and id. */
+#define LINK_RECORD_FIXED 12
+
 /* Largest record header: the fixed part and every optional field. */
-#define LINK_RECORD_HEADER_MAX (4 + 8 + 8 + 4 + 8)
+#define LINK_RECORD_HEADER_MAX (LINK_RECORD_FIXED + 8 + 8 + 4 + 8)
 
 struct link_record {
     enum link_kind kind;
     int redirect_status;
+    int64_t id;            /* 0 in MISSING records and in the GONE records of deletes */
     int64_t expires_at;    /* ms, 0 for never */
     int64_t max_visits;    /* 0 for unlimited */
     int64_t cache_max_age; /* seconds, -1 when unset */
@@ -63,7 +70,7 @@ size_t link_record_encode(const struct link_record *record, char *out);
 /* Decodes an encoded record. Returns 0, or -EINVAL when it is malformed. */
 int link_record_decode(const void *data, size_t len, struct link_record *record);
 
-/* Fills a record describing a stored link (live, deleted or expired). */
+/* Fills a record describing a stored link (live, deleted or expired), its id included. */
 void link_record_from_store(const struct store_link *link, struct link_record *record);
 
 /*

@@ -42,6 +42,7 @@ static void record_round_trips_every_field(void **state)
 {
     const enum link_kind kinds[] = {LINK_LIVE, LINK_GONE, LINK_MISSING, LINK_EXPIRED};
     const int statuses[] = {0, 301, 302, 307, 308, 65535};
+    const int64_t ids[] = {0, 1, 0x0102030405060708, INT64_MAX};
     const int64_t expiries[] = {0, 1, -1, 1700000000000, INT64_MAX, INT64_MIN, -1700000000000};
     const int64_t limits[] = {0, 1, 5, INT64_MAX};
     const int64_t ages[] = {-1, 0, 3600, LINK_CACHE_MAX_AGE_MAX};
@@ -56,10 +57,11 @@ static void record_round_trips_every_field(void **state)
     };
     char buffer[LINK_RECORD_HEADER_MAX + 64];
     struct link_record in, out;
-    size_t k, s, e, m, a, o, u, len;
+    size_t k, s, i, e, m, a, o, u, len;
 
     for (k = 0; k < ARRAY_SIZE(kinds); k++)
     for (s = 0; s < ARRAY_SIZE(statuses); s++)
+    for (i = 0; i < ARRAY_SIZE(ids); i++)
     for (e = 0; e < ARRAY_SIZE(expiries); e++)
     for (m = 0; m < ARRAY_SIZE(limits); m++)
     for (a = 0; a < ARRAY_SIZE(ages); a++)
@@ -67,6 +69,7 @@ static void record_round_trips_every_field(void **state)
     for (u = 0; u < ARRAY_SIZE(urls); u++) {
         in.kind = kinds[k];
         in.redirect_status = statuses[s];
+        in.id = ids[i];
         in.expires_at = expiries[e];
         in.max_visits = limits[m];
         in.cache_max_age = ages[a];
@@ -84,6 +87,7 @@ static void record_round_trips_every_field(void **state)
         assert_int_equal(link_record_decode(buffer, len, &out), 0);
         assert_int_equal(out.kind, kinds[k]);
         assert_int_equal(out.redirect_status, statuses[s]);
+        assert_int_equal(out.id, ids[i]);
         assert_int_equal(out.expires_at, expiries[e]);
         assert_int_equal(out.max_visits, limits[m]);
         assert_int_equal(out.cache_max_age, ages[a]);
@@ -94,11 +98,14 @@ static void record_round_trips_every_field(void **state)
     }
 }
 
-static void record_of_plain_link_costs_four_bytes(void **state)
+static void record_of_plain_link_costs_twelve_bytes(void **state)
 {
-    const unsigned char expected[] = {LINK_LIVE, 0, 0x34, 0x01, /* 308 */ 'a', 'b', 'c'};
-    struct link_record record = {.kind = LINK_LIVE, .redirect_status = 308, .cache_max_age = -1,
-                                 .url = "abc", .url_len = 3};
+    const unsigned char expected[] = {
+        LINK_LIVE, 0, 0x34, 0x01,                       /* 308 */
+        0x2a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, /* id 42 */
+        'a', 'b', 'c'};
+    struct link_record record = {.kind = LINK_LIVE, .redirect_status = 308, .id = 42,
+                                 .cache_max_age = -1, .url = "abc", .url_len = 3};
     char buffer[sizeof(expected)];
 
     assert_int_equal(link_record_encode(&record, buffer), sizeof(expected));
@@ -109,12 +116,14 @@ static void record_layout_is_little_endian(void **state)
 {
     const unsigned char expected[] = {
         LINK_GONE, LINK_HAS_EXPIRY | LINK_HAS_OWNER, 0x34, 0x01,   /* 308 */
+        0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,            /* id */
         0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,            /* expires_at */
         0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,            /* owner */
         'a', 'b', 'c'};
     struct link_record record = {.kind = LINK_GONE, .redirect_status = 308,
-                                 .expires_at = 0x0102030405060708, .cache_max_age = -1,
-                                 .owner_key_id = 2, .url = "abc", .url_len = 3};
+                                 .id = 0x1112131415161718, .expires_at = 0x0102030405060708,
+                                 .cache_max_age = -1, .owner_key_id = 2, .url = "abc",
+                                 .url_len = 3};
     char buffer[sizeof(expected)];
 
     assert_int_equal(link_record_encode(&record, buffer), sizeof(expected));
@@ -123,8 +132,9 @@ static void record_layout_is_little_endian(void **state)
 
 static void record_decode_rejects_short_input(void **state)
 {
-    struct link_record record = {.kind = LINK_LIVE, .redirect_status = 301, .expires_at = 5,
-                                 .max_visits = 3, .cache_max_age = 60, .owner_key_id = 9};
+    struct link_record record = {.kind = LINK_LIVE, .redirect_status = 301, .id = 77,
+                                 .expires_at = 5, .max_visits = 3, .cache_max_age = 60,
+                                 .owner_key_id = 9};
     char buffer[LINK_RECORD_HEADER_MAX];
     size_t full, len;
 
@@ -139,6 +149,7 @@ static void record_decode_rejects_short_input(void **state)
     assert_int_equal(link_record_decode(buffer, full, &record), 0);
     assert_int_equal(record.kind, LINK_LIVE);
     assert_int_equal(record.redirect_status, 301);
+    assert_int_equal(record.id, 77);
     assert_int_equal(record.expires_at, 5);
     assert_int_equal(record.max_visits, 3);
     assert_int_equal(record.cache_max_age, 60);
@@ -148,6 +159,63 @@ static void record_decode_rejects_short_input(void **state)
     /* Unknown flag bits are rejected. */
     buffer[1] = (char)0x80;
     assert_int_equal(link_record_decode(buffer, full, &record), -EINVAL);
+}
+
+/* The negative record that a store read without a link caches. */
+static void record_of_missing_link_has_id_zero(void **state)
+{
+    const unsigned char expected[LINK_RECORD_FIXED] = {LINK_MISSING};
+    struct link_record record = {.kind = LINK_MISSING, .cache_max_age = -1};
+    char buffer[LINK_RECORD_HEADER_MAX];
+
+    assert_int_equal(link_record_size(&record), LINK_RECORD_FIXED);
+    assert_int_equal(link_record_encode(&record, buffer), LINK_RECORD_FIXED);
+    assert_memory_equal(buffer, expected, sizeof(expected));
+
+    record.id = -1;
+    assert_int_equal(link_record_decode(buffer, LINK_RECORD_FIXED, &record), 0);
+    assert_int_equal(record.kind, LINK_MISSING);
+    assert_int_equal(record.id, 0);
+}
+
+static void record_from_store_copies_id_and_fields(void **state)
+{
+    struct store_link link;
+    struct link_record record;
+
+    memset(&link, 0, sizeof(link));
+    link.id = INT64_C(0x123456789a);
+    link.url = (char *)"https://example.com/x";
+    link.url_len = 21;
+    link.redirect_status = 307;
+    link.expires_at = 1700000000000;
+    link.max_visits = 10;
+    link.cache_max_age = 60;
+    link.owner_key_id = 4;
+
+    link_record_from_store(&link, &record);
+    assert_int_equal(record.kind, LINK_LIVE);
+    assert_int_equal(record.id, INT64_C(0x123456789a));
+    assert_int_equal(record.redirect_status, 307);
+    assert_int_equal(record.expires_at, 1700000000000);
+    assert_int_equal(record.max_visits, 10);
+    assert_int_equal(record.cache_max_age, 60);
+    assert_int_equal(record.owner_key_id, 4);
+    assert_ptr_equal(record.url, link.url);
+    assert_int_equal(record.url_len, 21);
+
+    /* Deleted and expired links keep their id but not their URL. */
+    link.expired_at = 1700000000001;
+    link_record_from_store(&link, &record);
+    assert_int_equal(record.kind, LINK_EXPIRED);
+    assert_int_equal(record.id, INT64_C(0x123456789a));
+    assert_int_equal(record.url_len, 0);
+
+    link.deleted_at = 1700000000002;
+    link_record_from_store(&link, &record);
+    assert_int_equal(record.kind, LINK_GONE);
+    assert_int_equal(record.id, INT64_C(0x123456789a));
+    assert_int_equal(record.url_len, 0);
 }
 
 static void code_valid_checks_every_byte(void **state)
@@ -748,7 +816,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(record_round_trips_every_field),
-        cmocka_unit_test(record_of_plain_link_costs_four_bytes),
+        cmocka_unit_test(record_of_plain_link_costs_twelve_bytes),
+        cmocka_unit_test(record_of_missing_link_has_id_zero),
+        cmocka_unit_test(record_from_store_copies_id_and_fields),
         cmocka_unit_test(parse_create_reads_lifecycle_fields),
         cmocka_unit_test(parse_create_rejects_bad_lifecycle_fields),
         cmocka_unit_test(record_layout_is_little_endian),
