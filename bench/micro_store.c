@@ -115,6 +115,18 @@ static void host_for_index(int index, char host[STORE_HOST_MAX + 1], size_t *hos
     *host_len = (size_t)snprintf(host, STORE_HOST_MAX + 1, "site%d.example.org", index);
 }
 
+/* Points the referrer of visit at the host of index, kept in static storage. */
+static void set_referrer(struct store_visit *visit, int index)
+{
+    static char hosts[REFERRER_HOSTS][STORE_HOST_MAX + 1];
+    static size_t lengths[REFERRER_HOSTS];
+
+    if (lengths[index] == 0)
+        host_for_index(index, hosts[index], &lengths[index]);
+    visit->referrer = hosts[index];
+    visit->referrer_len = (uint32_t)lengths[index];
+}
+
 /* Tallies of one run of creates. */
 struct create_run {
     uint64_t commits;
@@ -290,13 +302,11 @@ static int run_visits_phase(struct store *store, int64_t last_id)
                 uint64_t random = next_random(&state);
 
                 memset(visit, 0, sizeof(*visit));
-                code_for_id((int64_t)(random % (uint64_t)last_id) + 1, visit->code);
-                visit->code_len = strlen(visit->code);
+                visit->link_id = (int64_t)(random % (uint64_t)last_id) + 1;
                 visit->day = FIRST_DAY + (int32_t)((random >> 32) % 30);
                 visit->count = 1 + (random >> 40) % 3;
                 if ((random >> 50) % 2 == 0)
-                    host_for_index((int)((random >> 52) % REFERRER_HOSTS), visit->referrer,
-                                   &visit->referrer_len);
+                    set_referrer(visit, (int)((random >> 52) % REFERRER_HOSTS));
             }
 
             rc = store_add_visits(store, visits, MAX_BATCH);
@@ -330,11 +340,10 @@ static int add_year_of_visits(struct store *store)
             struct store_visit *visit = &visits[len++];
 
             memset(visit, 0, sizeof(*visit));
-            code_for_id(1, visit->code);
-            visit->code_len = strlen(visit->code);
+            visit->link_id = 1;
             visit->day = FIRST_DAY + day;
             visit->count = 1 + (uint64_t)((day * 7 + host * 13) % 50);
-            host_for_index(host, visit->referrer, &visit->referrer_len);
+            set_referrer(visit, host);
 
             if (len == MAX_BATCH || (day == 364 && host == REFERRER_HOSTS - 1)) {
                 rc = store_add_visits(store, visits, len);

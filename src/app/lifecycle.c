@@ -31,7 +31,10 @@
 #define EXPIRE_BATCH   1000
 #define UNFLUSHED_MAX  (4u * 1024 * 1024)
 
-/* Visit counts that failed to reach the store, retried on each tick. */
+/*
+ * Visit counts that failed to reach the store, retried on each tick: one
+ * block in the layout of visits_take, NULL when nothing waits.
+ */
 static struct store_visit *unflushed;
 static size_t unflushed_count;
 
@@ -96,22 +99,35 @@ void app_write_applied(void *context, const struct write_op *op)
     }
 }
 
-/* Adds taken visits to those waiting for a retry. Returns 0 or -ENOMEM. */
+/*
+ * Adds a block from visits_take to the counts waiting for a retry and takes
+ * it over, so it is kept or freed. A block that would make more than
+ * UNFLUSHED_MAX counts wait is dropped, unless none wait: then it is kept
+ * whatever its size, because one take is bounded by --threads tables of at
+ * most VISIT_ENTRIES_MAX entries. Returns 0 or -ENOMEM.
+ */
 static int keep_unflushed(struct store_visit *visits, size_t count)
 {
-    struct store_visit *grown;
+    struct store_visit *joined;
 
+    if (unflushed == NULL) {
+        unflushed = visits;
+        unflushed_count = count;
+        return 0;
+    }
     if (unflushed_count + count > UNFLUSHED_MAX) {
         log_error("visits", "dropping %zu visit counts that could not be stored", count);
+        free(visits);
         return -ENOMEM;
     }
-    grown = realloc(unflushed, (unflushed_count + count) * sizeof(*unflushed));
-    if (grown == NULL) {
+    joined = visits_join(unflushed, unflushed_count, visits, count);
+    free(visits);
+    if (joined == NULL) {
         log_error("visits", "dropping %zu visit counts: out of memory", count);
         return -ENOMEM;
     }
-    memcpy(grown + unflushed_count, visits, count * sizeof(*visits));
-    unflushed = grown;
+    free(unflushed);
+    unflushed = joined;
     unflushed_count += count;
     return 0;
 }
@@ -128,10 +144,8 @@ static void flush_visits(struct app *app, struct store *store)
         log_error("visits", "taking visit counts failed: %s", strerror(-rc));
         return;
     }
-    if (count > 0) {
+    if (count > 0)
         (void)keep_unflushed(visits, count);
-        free(visits);
-    }
     if (unflushed_count == 0)
         return;
 

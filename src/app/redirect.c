@@ -191,7 +191,7 @@ void app_answer_redirect(struct app *app, struct http_conn *conn, const struct l
     /* A limited link's visits are stored even without tracking: the limit
      * must hold across restarts. */
     if (is_get && (app->config->track_visits || record->max_visits > 0)) {
-        visits_record(app->visits, http_conn_thread_index(conn), code, code_len,
+        visits_record(app->visits, http_conn_thread_index(conn), record->id,
                       datetime_day_of(loop_wall_ms(loop)), referrer, referrer_len);
         if (app->config->track_visits && broker_wants(app->broker, APP_TOPIC_VISITS))
             app_publish_visit(app, code, code_len, record->owner_key_id, referrer,

@@ -28,10 +28,10 @@
 struct visit_entry {
     uint64_t hash;
     uint64_t count;
+    int64_t link_id;
     int32_t day;
-    uint8_t code_len;
     uint8_t referrer_len;
-    char data[]; /* code, then referrer */
+    char referrer[];
 };
 
 struct chunk {
@@ -44,7 +44,8 @@ struct visit_table {
     struct visit_entry **slots;
     uint32_t mask;
     uint32_t count;
-    struct chunk *chunks; /* the first one is the one being filled */
+    size_t referrer_bytes; /* the sum of the entries' referrer_len */
+    struct chunk *chunks;  /* the first one is the one being filled */
     struct chunk *free_chunks;
 };
 
@@ -104,6 +105,7 @@ static void table_clear(struct visit_table *table)
 
     memset(table->slots, 0, ((size_t)table->mask + 1) * sizeof(*table->slots));
     table->count = 0;
+    table->referrer_bytes = 0;
     for (chunk = table->chunks; chunk != NULL; chunk = next) {
         next = chunk->next;
         chunk->used = 0;
@@ -156,36 +158,41 @@ static int table_grow(struct visit_table *table)
     return 0;
 }
 
-static bool entry_matches(const struct visit_entry *entry, uint64_t hash, const char *code,
-                          size_t code_len, int32_t day, const char *referrer,
-                          size_t referrer_len)
+static bool entry_matches(const struct visit_entry *entry, uint64_t hash, int64_t link_id,
+                          int32_t day, const char *referrer, size_t referrer_len)
 {
-    return entry->hash == hash && entry->day == day && entry->code_len == code_len &&
-           entry->referrer_len == referrer_len && memcmp(entry->data, code, code_len) == 0 &&
-           memcmp(entry->data + code_len, referrer, referrer_len) == 0;
+    return entry->hash == hash && entry->link_id == link_id && entry->day == day &&
+           entry->referrer_len == referrer_len &&
+           memcmp(entry->referrer, referrer, referrer_len) == 0;
+}
+
+/*
+ * Hashes a key with the process's secret key. Referrer hosts come from
+ * clients, so an unkeyed hash would let them pick colliding keys and make
+ * every probe of the table walk one long chain.
+ */
+static uint64_t key_hash(const struct visits *visits, int64_t link_id, int32_t day,
+                         const char *referrer, size_t referrer_len)
+{
+    char key[sizeof(link_id) + sizeof(day) + STORE_HOST_MAX];
+
+    memcpy(key, &link_id, sizeof(link_id));
+    memcpy(key + sizeof(link_id), &day, sizeof(day));
+    memcpy(key + sizeof(link_id) + sizeof(day), referrer, referrer_len);
+    return hash_bytes(&visits->key, key, sizeof(link_id) + sizeof(day) + referrer_len);
 }
 
 /* Adds one to the entry for the key, creating it. Returns 0 or -ENOSPC. */
-static int table_count(struct visits *visits, struct visit_table *table, const char *code,
-                       size_t code_len, int32_t day, const char *referrer, size_t referrer_len)
+static int table_count(struct visits *visits, struct visit_table *table, int64_t link_id,
+                       int32_t day, const char *referrer, size_t referrer_len)
 {
-    struct {
-        int32_t day;
-        uint8_t code_len;
-    } prefix = {day, (uint8_t)code_len};
-    uint64_t hash;
-    size_t pos;
+    uint64_t hash = key_hash(visits, link_id, day, referrer, referrer_len);
     struct visit_entry *entry;
-    char key[sizeof(prefix) + STORE_CODE_MAX + STORE_HOST_MAX];
-
-    memcpy(key, &prefix, sizeof(prefix));
-    memcpy(key + sizeof(prefix), code, code_len);
-    memcpy(key + sizeof(prefix) + code_len, referrer, referrer_len);
-    hash = hash_bytes(&visits->key, key, sizeof(prefix) + code_len + referrer_len);
+    size_t pos;
 
     for (pos = hash & table->mask; (entry = table->slots[pos]) != NULL;
          pos = (pos + 1) & table->mask) {
-        if (entry_matches(entry, hash, code, code_len, day, referrer, referrer_len)) {
+        if (entry_matches(entry, hash, link_id, day, referrer, referrer_len)) {
             entry->count++;
             return 0;
         }
@@ -200,18 +207,18 @@ static int table_count(struct visits *visits, struct visit_table *table, const c
             ;
     }
 
-    entry = arena_alloc(table, sizeof(*entry) + code_len + referrer_len);
+    entry = arena_alloc(table, sizeof(*entry) + referrer_len);
     if (entry == NULL)
         return -ENOSPC;
     entry->hash = hash;
     entry->count = 1;
+    entry->link_id = link_id;
     entry->day = day;
-    entry->code_len = (uint8_t)code_len;
     entry->referrer_len = (uint8_t)referrer_len;
-    memcpy(entry->data, code, code_len);
-    memcpy(entry->data + code_len, referrer, referrer_len);
+    memcpy(entry->referrer, referrer, referrer_len);
     table->slots[pos] = entry;
     table->count++;
+    table->referrer_bytes += referrer_len;
     return 0;
 }
 
@@ -264,29 +271,33 @@ void visits_destroy(struct visits *visits)
     free(visits);
 }
 
-void visits_record(struct visits *visits, unsigned thread, const char *code, size_t code_len,
-                   int32_t day, const char *referrer, size_t referrer_len)
+void visits_record(struct visits *visits, unsigned thread, int64_t link_id, int32_t day,
+                   const char *referrer, size_t referrer_len)
 {
     struct thread_slot *slot = &visits->slots[thread];
     int rc;
 
-    if (code_len > STORE_CODE_MAX)
+    if (link_id <= 0)
         return;
     if (referrer_len > STORE_HOST_MAX)
         referrer_len = STORE_HOST_MAX;
 
     pthread_mutex_lock(&slot->lock);
-    rc = table_count(visits, slot->active, code, code_len, day, referrer, referrer_len);
+    rc = table_count(visits, slot->active, link_id, day, referrer, referrer_len);
     if (rc < 0 && referrer_len > 0)
-        rc = table_count(visits, slot->active, code, code_len, day, "", 0);
+        rc = table_count(visits, slot->active, link_id, day, "", 0);
     pthread_mutex_unlock(&slot->lock);
 
     if (rc < 0)
         atomic_fetch_add_explicit(&visits->dropped, 1, memory_order_relaxed);
 }
 
-/* Appends the entries of table to out[*used..]. */
-static void copy_entries(const struct visit_table *table, struct store_visit *out, size_t *used)
+/*
+ * Appends the entries of table to out[*used..] and their referrer bytes to
+ * *bytes, which it advances.
+ */
+static void copy_entries(const struct visit_table *table, struct store_visit *out, size_t *used,
+                         char **bytes)
 {
     size_t i;
 
@@ -297,14 +308,16 @@ static void copy_entries(const struct visit_table *table, struct store_visit *ou
         if (entry == NULL)
             continue;
         visit = &out[(*used)++];
-        memcpy(visit->code, entry->data, entry->code_len);
-        visit->code[entry->code_len] = '\0';
-        visit->code_len = entry->code_len;
-        visit->day = entry->day;
+        visit->link_id = entry->link_id;
         visit->count = entry->count;
-        memcpy(visit->referrer, entry->data + entry->code_len, entry->referrer_len);
-        visit->referrer[entry->referrer_len] = '\0';
+        visit->referrer = NULL;
         visit->referrer_len = entry->referrer_len;
+        visit->day = entry->day;
+        if (entry->referrer_len > 0) {
+            memcpy(*bytes, entry->referrer, entry->referrer_len);
+            visit->referrer = *bytes;
+            *bytes += entry->referrer_len;
+        }
     }
 }
 
@@ -312,7 +325,8 @@ int visits_take(struct visits *visits, struct store_visit **out, size_t *count)
 {
     struct visit_table *taken[MAX_THREADS];
     struct store_visit *array = NULL;
-    size_t total = 0, used = 0;
+    size_t total = 0, referrer_bytes = 0, used = 0;
+    char *bytes;
     unsigned i;
 
     /* Swap every thread's table for its empty spare. */
@@ -325,13 +339,16 @@ int visits_take(struct visits *visits, struct store_visit **out, size_t *count)
         slot->spare = NULL;
         pthread_mutex_unlock(&slot->lock);
         total += taken[i]->count;
+        referrer_bytes += taken[i]->referrer_bytes;
     }
 
-    if (total > 0) {
-        array = malloc(total * sizeof(*array));
+    /* A size that would overflow fails like a failed allocation. */
+    if (total > 0 && total <= (SIZE_MAX - referrer_bytes) / sizeof(*array)) {
+        array = malloc(total * sizeof(*array) + referrer_bytes);
         if (array != NULL) {
+            bytes = (char *)(array + total);
             for (i = 0; i < visits->threads; i++)
-                copy_entries(taken[i], array, &used);
+                copy_entries(taken[i], array, &used, &bytes);
         }
     }
 
@@ -358,6 +375,47 @@ int visits_take(struct visits *visits, struct store_visit **out, size_t *count)
     *out = array;
     *count = used;
     return 0;
+}
+
+/* Copies entries to out and their referrer bytes to *bytes, which it advances. */
+static void copy_visits(const struct store_visit *visits, size_t count, struct store_visit *out,
+                        char **bytes)
+{
+    size_t i;
+
+    if (count == 0)
+        return; /* visits may then be NULL, which memcpy must not get */
+    memcpy(out, visits, count * sizeof(*visits));
+    for (i = 0; i < count; i++) {
+        if (out[i].referrer_len == 0)
+            continue;
+        memcpy(*bytes, out[i].referrer, out[i].referrer_len);
+        out[i].referrer = *bytes;
+        *bytes += out[i].referrer_len;
+    }
+}
+
+struct store_visit *visits_join(const struct store_visit *first, size_t first_count,
+                                const struct store_visit *second, size_t second_count)
+{
+    size_t count = first_count + second_count, referrer_bytes = 0, i;
+    struct store_visit *joined;
+    char *bytes;
+
+    for (i = 0; i < first_count; i++)
+        referrer_bytes += first[i].referrer_len;
+    for (i = 0; i < second_count; i++)
+        referrer_bytes += second[i].referrer_len;
+    if (count == 0 || count > (SIZE_MAX - referrer_bytes) / sizeof(*joined))
+        return NULL;
+
+    joined = malloc(count * sizeof(*joined) + referrer_bytes);
+    if (joined == NULL)
+        return NULL;
+    bytes = (char *)(joined + count);
+    copy_visits(first, first_count, joined, &bytes);
+    copy_visits(second, second_count, joined + first_count, &bytes);
+    return joined;
 }
 
 uint64_t visits_dropped(struct visits *visits)

@@ -28,8 +28,9 @@
  * that pointers the contract requires are not NULL, that counts and limits
  * are not 0 and that the values in them are in range. A backend therefore
  * receives only these:
- * - add_visits: every entry has a code of 1 to STORE_CODE_MAX bytes, a count
- *   from 1 to INT64_MAX and a referrer of at most STORE_HOST_MAX bytes.
+ * - add_visits: every entry has a link_id > 0, a count from 1 to INT64_MAX
+ *   and a referrer of at most STORE_HOST_MAX bytes, not NULL when its length
+ *   is not 0.
  * - expire_links: now > 0 and limit <= INT_MAX.
  * - list_links: owner_key_id is -1 or > 0, before_id > 0 (store.c turns 0
  *   into INT64_MAX) and limit <= INT_MAX.
@@ -50,7 +51,7 @@ struct store_backend {
                             size_t value_len);
     int (*ping)(struct store *store);
     int (*set_cache_size)(struct store *store, size_t bytes);
-    int (*add_visits)(struct store *store, const struct store_visit *visits, size_t count);
+    int (*add_visits)(struct store *store, struct store_visit *visits, size_t count);
     int (*expire_links)(struct store *store, int64_t now, size_t limit,
                         void (*fn)(const struct store_link *link, void *arg), void *arg);
     int (*list_links)(struct store *store, int64_t owner_key_id, int64_t before_id, size_t limit,

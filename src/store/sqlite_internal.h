@@ -62,7 +62,7 @@ enum statement_id {
     STMT_FIND_KEY,
     STMT_LIST_KEYS,
     /* sqlite_stats.c */
-    STMT_ADD_LINK_VISITS,
+    STMT_LINK_EXISTS,
     STMT_ADD_DAY_VISITS,
     STMT_ADD_REFERRER_VISITS,
     STMT_SELECT_DAYS,
@@ -195,7 +195,7 @@ int store__sqlite_list_links(struct store *store, int64_t owner_key_id, int64_t 
                              void *arg);
 int store__sqlite_list_keys(struct store *store, int (*fn)(const struct store_key *key, void *arg),
                             void *arg);
-int store__sqlite_add_visits(struct store *store, const struct store_visit *visits, size_t count);
+int store__sqlite_add_visits(struct store *store, struct store_visit *visits, size_t count);
 int store__sqlite_link_stats(struct store *store, int64_t link_id, int32_t from_day, int32_t to_day,
                              struct store_day_count *days, size_t days_cap, size_t *days_len,
                              struct store_host_count *hosts, size_t hosts_cap, size_t *hosts_len);

@@ -1,18 +1,27 @@
 /*
  * Visit counts in the SQLite backend: store_add_visits, which adds a flush
- * of counts to links, visits_daily and visits_referrers, and
- * store_link_stats, which reads them back per day and per referrer host.
+ * of counts to visits_daily and visits_referrers, and store_link_stats,
+ * which reads them back per day and per referrer host.
  *
  * Counts are added with upserts, so a flush never reads a count before
  * writing it. Both tables are WITHOUT ROWID with the link id and the day
  * first in their primary key. The rows of one link over a range of days are
  * therefore next to each other on disk, and a statistics read is one range
  * scan per table.
+ *
+ * A flush sorts its entries by that key (link id, day, host) first. The
+ * upserts then walk each table's B-tree in key order, so consecutive
+ * upserts mostly land on a page that the previous one just read, and
+ * entries with the same key become one run. Each link's run costs one
+ * rowid lookup in links, which skips ids that no link has, then one upsert
+ * per day into visits_daily and one per host into visits_referrers.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/backend.h"
@@ -20,8 +29,8 @@
 #include "store/store.h"
 
 const char *const store__sqlite_stats_sql[STMT_COUNT] = {
-    /* Only finds the link: its total is the sum of its days. */
-    [STMT_ADD_LINK_VISITS] = "SELECT id FROM links WHERE code = ?1",
+    /* A rowid lookup, to skip the visits of ids that no link has. */
+    [STMT_LINK_EXISTS] = "SELECT 1 FROM links WHERE id = ?1",
     [STMT_ADD_DAY_VISITS] = "INSERT INTO visits_daily (link_id, day, count) VALUES (?1, ?2, ?3)"
                             " ON CONFLICT (link_id, day) DO UPDATE"
                             " SET count = count + excluded.count",
@@ -35,82 +44,191 @@ const char *const store__sqlite_stats_sql[STMT_COUNT] = {
                           " GROUP BY host ORDER BY total DESC, host LIMIT ?4",
 };
 
+/* The leading columns of the tables' key that a run of entries shares. */
+enum key_prefix {
+    KEY_LINK,
+    KEY_LINK_DAY,
+    KEY_LINK_DAY_HOST,
+};
+
 /*
- * Finds the link of an entry and returns its id in *link_id: 0 when no link
- * has the code. Returns 0 or a negative errno
- * with the connection's error set.
+ * Compares two hosts as SQLite's BINARY collation compares text: byte by
+ * byte, and a host that is a prefix of the other first.
  */
-static int add_link_visits(struct sqlite_store *s, const struct store_visit *visit, size_t index,
-                           size_t count, int64_t *link_id)
+static int compare_hosts(const struct store_visit *a, const struct store_visit *b)
 {
-    sqlite3_stmt *stmt = s->stmt[STMT_ADD_LINK_VISITS];
-    char code[STORE_CODE_MAX + 1];
-    int rc;
+    uint32_t common = a->referrer_len < b->referrer_len ? a->referrer_len : b->referrer_len;
+    int rc = 0;
 
-    *link_id = 0;
-    rc = sqlite3_bind_text(stmt, 1, visit->code, (int)visit->code_len, SQLITE_STATIC);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(stmt);
-    if (rc == SQLITE_ROW)
-        *link_id = sqlite3_column_int64(stmt, 0);
-
-    (void)sqlite3_reset(stmt); /* would repeat the error that rc already has */
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
-        return 0;
-
-    return store__sqlite_fail(s, rc, "addition of visits to link %s (entry %zu of %zu)",
-                              store__sqlite_printable_code(visit->code, visit->code_len, code),
-                              index + 1, count);
+    if (common > 0)
+        rc = memcmp(a->referrer, b->referrer, common);
+    if (rc != 0)
+        return rc;
+    return (a->referrer_len > b->referrer_len) - (a->referrer_len < b->referrer_len);
 }
 
-/* Adds an entry's visits to its day and referrer rows; returns like add_link_visits. */
-static int add_daily_visits(struct sqlite_store *s, const struct store_visit *visit,
-                            int64_t link_id, size_t index, size_t count)
+/* Orders entries by link id, day and host, the primary key order of both tables. */
+static int compare_visits(const void *left, const void *right)
 {
-    sqlite3_stmt *day = s->stmt[STMT_ADD_DAY_VISITS];
-    sqlite3_stmt *referrer = s->stmt[STMT_ADD_REFERRER_VISITS];
-    char code[STORE_CODE_MAX + 1];
-    int rc;
+    const struct store_visit *a = left;
+    const struct store_visit *b = right;
 
-    rc = sqlite3_bind_int64(day, 1, link_id);
+    if (a->link_id != b->link_id)
+        return a->link_id < b->link_id ? -1 : 1;
+    if (a->day != b->day)
+        return a->day < b->day ? -1 : 1;
+    return compare_hosts(a, b);
+}
+
+static bool same_key(const struct store_visit *a, const struct store_visit *b,
+                     enum key_prefix prefix)
+{
+    if (a->link_id != b->link_id)
+        return false;
+    if (prefix >= KEY_LINK_DAY && a->day != b->day)
+        return false;
+    return prefix < KEY_LINK_DAY_HOST || compare_hosts(a, b) == 0;
+}
+
+/* Returns the number of sorted entries from visits[0] on that share its key prefix. */
+static size_t run_length(const struct store_visit *visits, size_t count, enum key_prefix prefix)
+{
+    size_t i = 1;
+
+    while (i < count && same_key(&visits[0], &visits[i], prefix))
+        i++;
+    return i;
+}
+
+/*
+ * Sums the counts of visits[0..count) from the first on while the sum stays
+ * at most INT64_MAX, the largest SQL INTEGER. Stores the number of entries
+ * summed in *used, which is at least 1 because each count is at most
+ * INT64_MAX.
+ */
+static uint64_t sum_counts(const struct store_visit *visits, size_t count, size_t *used)
+{
+    uint64_t sum = visits[0].count;
+    size_t i;
+
+    for (i = 1; i < count && visits[i].count <= (uint64_t)INT64_MAX - sum; i++)
+        sum += visits[i].count;
+    *used = i;
+    return sum;
+}
+
+/*
+ * Sets *exists to whether a link, live or deleted, has this id. Returns 0
+ * or a negative errno with the connection's error set.
+ */
+static int link_exists(struct sqlite_store *s, int64_t link_id, bool *exists)
+{
+    int rc = sqlite3_bind_int64(s->stmt[STMT_LINK_EXISTS], 1, link_id);
+
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int(day, 2, visit->day);
+        rc = store__sqlite_run(s, STMT_LINK_EXISTS);
+    *exists = rc == SQLITE_ROW;
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return 0;
+    return store__sqlite_fail(s, rc, "lookup of link %" PRId64 " for its visits", link_id);
+}
+
+/* Adds count to the day's row of the link; returns like link_exists. */
+static int add_day_count(struct sqlite_store *s, int64_t link_id, int32_t day, uint64_t count)
+{
+    sqlite3_stmt *stmt = s->stmt[STMT_ADD_DAY_VISITS];
+    int rc = sqlite3_bind_int64(stmt, 1, link_id);
+
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(day, 3, (int64_t)visit->count);
+        rc = sqlite3_bind_int(stmt, 2, day);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(stmt, 3, (int64_t)count);
     if (rc == SQLITE_OK)
         rc = store__sqlite_run(s, STMT_ADD_DAY_VISITS);
-    if (rc != SQLITE_DONE)
-        goto fail;
-
-    if (visit->referrer_len == 0)
+    if (rc == SQLITE_DONE)
         return 0;
+    return store__sqlite_fail(s, rc, "addition of visits on day %" PRId32 " to link %" PRId64, day,
+                              link_id);
+}
 
-    rc = sqlite3_bind_int64(referrer, 1, link_id);
+/*
+ * Adds count to the row of the entry's link, day and host. The host stays
+ * bound to the caller's bytes until store__sqlite_add_visits clears the
+ * bindings. Returns like link_exists.
+ */
+static int add_host_count(struct sqlite_store *s, const struct store_visit *visit, uint64_t count)
+{
+    sqlite3_stmt *stmt = s->stmt[STMT_ADD_REFERRER_VISITS];
+    int rc = sqlite3_bind_int64(stmt, 1, visit->link_id);
+
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int(referrer, 2, visit->day);
+        rc = sqlite3_bind_int(stmt, 2, visit->day);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_text(referrer, 3, visit->referrer, (int)visit->referrer_len,
-                               SQLITE_STATIC);
+        rc = sqlite3_bind_text(stmt, 3, visit->referrer, (int)visit->referrer_len, SQLITE_STATIC);
     if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(referrer, 4, (int64_t)visit->count);
+        rc = sqlite3_bind_int64(stmt, 4, (int64_t)count);
     if (rc == SQLITE_OK)
         rc = store__sqlite_run(s, STMT_ADD_REFERRER_VISITS);
     if (rc == SQLITE_DONE)
         return 0;
-
-fail:
     return store__sqlite_fail(
-        s, rc, "addition of visits on day %" PRId32 " to link %s (entry %zu of %zu)", visit->day,
-        store__sqlite_printable_code(visit->code, visit->code_len, code), index + 1, count);
+        s, rc, "addition of visits on day %" PRId32 " from a referrer to link %" PRId64, visit->day,
+        visit->link_id);
 }
 
-int store__sqlite_add_visits(struct store *store, const struct store_visit *visits, size_t count)
+/*
+ * Adds a run of sorted entries that share their link and day: their sum to
+ * the day's row, and each host's sum to its row. Returns like link_exists.
+ */
+static int add_day(struct sqlite_store *s, const struct store_visit *visits, size_t count)
+{
+    size_t i, j, used, host_end;
+    uint64_t sum;
+    int err = 0;
+
+    for (i = 0; i < count && err == 0; i += used) {
+        sum = sum_counts(visits + i, count - i, &used);
+        err = add_day_count(s, visits[0].link_id, visits[0].day, sum);
+    }
+
+    /* Entries without a host sort first and have no referrer row. */
+    for (i = 0; i < count && err == 0; i = host_end) {
+        host_end = i + run_length(visits + i, count - i, KEY_LINK_DAY_HOST);
+        for (j = i; j < host_end && err == 0 && visits[i].referrer_len > 0; j += used) {
+            sum = sum_counts(visits + j, host_end - j, &used);
+            err = add_host_count(s, &visits[j], sum);
+        }
+    }
+    return err;
+}
+
+/*
+ * Adds a run of sorted entries that share their link, unless no link has
+ * its id. Returns like link_exists.
+ */
+static int add_link(struct sqlite_store *s, const struct store_visit *visits, size_t count)
+{
+    size_t i, length;
+    bool exists;
+    int err;
+
+    err = link_exists(s, visits[0].link_id, &exists);
+    for (i = 0; i < count && err == 0 && exists; i += length) {
+        length = run_length(visits + i, count - i, KEY_LINK_DAY);
+        err = add_day(s, visits + i, length);
+    }
+    return err;
+}
+
+int store__sqlite_add_visits(struct store *store, struct store_visit *visits, size_t count)
 {
     struct sqlite_store *s = store__sqlite_from(store);
-    int64_t link_id;
+    size_t i, length;
     int err = 0;
-    size_t i;
     int rc;
+
+    /* Sorted before BEGIN, so that the write lock is not held meanwhile. */
+    qsort(visits, count, sizeof(*visits), compare_visits);
 
     rc = store__sqlite_begin_write(s);
     if (rc != SQLITE_DONE) {
@@ -118,10 +236,9 @@ int store__sqlite_add_visits(struct store *store, const struct store_visit *visi
         goto done;
     }
 
-    for (i = 0; i < count && err == 0; i++) {
-        err = add_link_visits(s, &visits[i], i, count, &link_id);
-        if (err == 0 && link_id != 0)
-            err = add_daily_visits(s, &visits[i], link_id, i, count);
+    for (i = 0; i < count && err == 0; i += length) {
+        length = run_length(visits + i, count - i, KEY_LINK);
+        err = add_link(s, visits + i, length);
     }
     if (err < 0)
         goto done;
@@ -131,8 +248,7 @@ int store__sqlite_add_visits(struct store *store, const struct store_visit *visi
         err = store__sqlite_fail(s, rc, "commit of %zu visit counts", count);
 
 done:
-    (void)sqlite3_clear_bindings(s->stmt[STMT_ADD_LINK_VISITS]); /* always SQLITE_OK */
-    (void)sqlite3_clear_bindings(s->stmt[STMT_ADD_REFERRER_VISITS]);
+    (void)sqlite3_clear_bindings(s->stmt[STMT_ADD_REFERRER_VISITS]); /* always SQLITE_OK */
     if (err < 0)
         store__sqlite_roll_back(s);
     return err;

@@ -157,7 +157,7 @@ int store_set_cache_size(struct store *store, size_t bytes)
     return store->backend->set_cache_size(store, bytes);
 }
 
-int store_add_visits(struct store *store, const struct store_visit *visits, size_t count)
+int store_add_visits(struct store *store, struct store_visit *visits, size_t count)
 {
     size_t i;
 
@@ -170,8 +170,9 @@ int store_add_visits(struct store *store, const struct store_visit *visits, size
     for (i = 0; i < count; i++) {
         const struct store_visit *visit = &visits[i];
 
-        if (visit->code_len == 0 || visit->code_len > STORE_CODE_MAX || visit->count == 0 ||
-            visit->count > INT64_MAX || visit->referrer_len > STORE_HOST_MAX)
+        if (visit->link_id <= 0 || visit->count == 0 || visit->count > INT64_MAX ||
+            visit->referrer_len > STORE_HOST_MAX ||
+            (visit->referrer_len > 0 && visit->referrer == NULL))
             return -EINVAL;
     }
 

@@ -210,24 +210,38 @@ int store_ping(struct store *store);
  */
 int store_set_cache_size(struct store *store, size_t bytes);
 
-/* Visits to one link on one day from one referrer host, to add to the store. */
+/*
+ * Visits to one link on one day from one referrer host, to add to the store.
+ * A flush has one entry per distinct (link, day, referrer host) of its
+ * interval, so the entry is kept small: 32 bytes on 64-bit machines.
+ */
 struct store_visit {
-    char code[STORE_CODE_MAX + 1]; /* NUL-terminated */
-    size_t code_len;
-    int32_t day;    /* days since 1970-01-01 in UTC */
-    uint64_t count; /* visits to add, at least 1 */
-    char referrer[STORE_HOST_MAX + 1]; /* host of the Referer, "" for none */
-    size_t referrer_len;
+    int64_t link_id;
+    uint64_t count; /* visits to add, 1 to INT64_MAX */
+
+    /* Host of the Referer, not NUL-terminated: referrer_len bytes, at most
+     * STORE_HOST_MAX. referrer_len 0 means no host, and referrer may then be
+     * NULL. The bytes belong to the caller. */
+    const char *referrer;
+    uint32_t referrer_len;
+
+    int32_t day; /* days since 1970-01-01 in UTC */
 };
 
 /*
  * Adds visits in one durable transaction: each entry adds count to the
- * link's total, to its count for the day and, when referrer is not empty, to
- * its count for that day and referrer host. Entries whose code matches no
- * link (deleted links still match) are skipped. Returns 0 or an error; on
- * error nothing was added.
+ * link's total, to its count for the day and, when referrer_len is not 0, to
+ * its count for that day and referrer host. Entries whose link_id matches no
+ * link are skipped (deleted links still match). Entries with the same link,
+ * day and host add up. The referrer bytes are read only during the call.
+ * The entries may be reordered (the SQLite backend sorts them by link, day
+ * and host, so that it writes its tables in key order). Returns 0 or an
+ * error, and on error nothing was added. -EINVAL means that an entry has a
+ * link_id below 1, a count of 0 or above INT64_MAX, a referrer_len above
+ * STORE_HOST_MAX, or a NULL referrer with a referrer_len above 0. It also
+ * means that a stored count would pass INT64_MAX.
  */
-int store_add_visits(struct store *store, const struct store_visit *visits, size_t count);
+int store_add_visits(struct store *store, struct store_visit *visits, size_t count);
 
 /*
  * Marks live links whose expires_at is at or before now and that are not
