@@ -13,7 +13,10 @@
  *   expiry time            8 bytes in milliseconds, present when ENTRY_EXPIRES is set
  *
  * Entries without a time to live (the links themselves) leave out the
- * expiry time; only negative entries pay for it.
+ * expiry time; only negative entries pay for it. The slot of an entry with
+ * an expiry time has its HASHTAB_FLAG bit set (SLOT_EXPIRES), so that
+ * cache_expire and the CLOCK hand find such entries from the slot array
+ * alone, without reading the entries that cannot expire.
  *
  * CLOCK: the ring is the shard's slot array in slot order, and the reference
  * bit is the slot's mark bit. A hit sets the bit. To make room, the hand
@@ -42,6 +45,9 @@
 
 /* hashtab_entry.flags bit: the entry stores an expiry time after its value. */
 #define ENTRY_EXPIRES 0x01u
+
+/* Slot bit of an entry with ENTRY_EXPIRES. */
+#define SLOT_EXPIRES HASHTAB_FLAG
 
 #define ENTRY_HEADER_BYTES offsetof(struct hashtab_entry, key)
 #define EXPIRY_BYTES       sizeof(uint64_t)
@@ -84,6 +90,11 @@ struct cache_shard {
     size_t bytes;    /* sum of the charges of the stored entries */
     size_t capacity; /* charge allowed in this shard */
     uint32_t hand;   /* CLOCK hand: the next slot position to examine */
+
+    /* Entries with an expiry time, and a time at or before the earliest of
+     * their expiry times: cache_expire skips the shard until then. */
+    uint32_t expiring;
+    uint64_t next_expiry_ms;
 };
 
 struct cache {
@@ -119,15 +130,18 @@ static size_t entry_charge(const struct hashtab_entry *entry)
     return cache_entry_charge(entry->key_len, entry->aux);
 }
 
-static bool entry_expired(const struct hashtab_entry *entry, uint64_t now_ms)
+/* Returns the expiry time of an entry with ENTRY_EXPIRES. */
+static uint64_t entry_expiry(const struct hashtab_entry *entry)
 {
     uint64_t expires_ms;
 
-    if (!(entry->flags & ENTRY_EXPIRES))
-        return false;
-
     memcpy(&expires_ms, entry_value(entry) + entry->aux, sizeof(expires_ms));
-    return now_ms >= expires_ms;
+    return expires_ms;
+}
+
+static bool entry_expired(const struct hashtab_entry *entry, uint64_t now_ms)
+{
+    return (entry->flags & ENTRY_EXPIRES) && now_ms >= entry_expiry(entry);
 }
 
 /* Allocates an entry holding copies of key and value. Returns NULL on failure. */
@@ -173,7 +187,24 @@ static struct hashtab_entry *shard_drop(struct cache_shard *shard, size_t pos)
 
     hashtab__delete_at(&shard->index, pos);
     shard->bytes -= entry_charge(entry);
+    if (entry->flags & ENTRY_EXPIRES)
+        shard->expiring--;
     return entry;
+}
+
+/* Inserts an entry; the caller has reserved room in the index. */
+static void shard_insert(struct cache_shard *shard, uint64_t hash, struct hashtab_entry *entry)
+{
+    size_t pos = hashtab__insert(&shard->index, hash, entry);
+
+    if (entry->flags & ENTRY_EXPIRES) {
+        uint64_t expires_ms = entry_expiry(entry);
+
+        shard->index.slots[pos] |= SLOT_EXPIRES;
+        if (shard->expiring == 0 || expires_ms < shard->next_expiry_ms)
+            shard->next_expiry_ms = expires_ms;
+        shard->expiring++;
+    }
 }
 
 /*
@@ -193,7 +224,7 @@ static void shard_make_room(struct cache_shard *shard, size_t charge, uint64_t n
         }
 
         /* The hand stays: the deletion shifted the next entry into pos. */
-        if (entry_expired(hashtab__entry(slot), now_ms)) {
+        if ((slot & SLOT_EXPIRES) && entry_expired(hashtab__entry(slot), now_ms)) {
             free(shard_drop(shard, pos));
             shard->expired++;
             continue;
@@ -380,7 +411,7 @@ static int cache_store(struct cache *cache, const void *key, size_t key_len, con
     if (rc < 0)
         goto unlock;
 
-    hashtab__insert(&shard->index, hash, entry);
+    shard_insert(shard, hash, entry);
     shard->bytes += charge;
     entry = NULL;
 
@@ -443,26 +474,43 @@ size_t cache_expire(struct cache *cache, uint64_t now_ms)
 
     for (size_t i = 0; i <= cache->shard_mask; i++) {
         struct cache_shard *shard = &cache->shards[i];
+        uint64_t next_ms = UINT64_MAX;
         size_t pos = 0;
 
-        /*
-         * After a deletion the position is examined again, because the
-         * cluster shifted back into it. Entries shift only backwards, so
-         * none skips past the scan; one that wraps from slot 0 to the end
-         * is examined twice, which is harmless.
-         */
         pthread_mutex_lock(&shard->lock);
+        if (shard->expiring == 0 || now_ms < shard->next_expiry_ms) {
+            pthread_mutex_unlock(&shard->lock);
+            continue;
+        }
+
+        /*
+         * Only slots flagged SLOT_EXPIRES lead to their entries. After a
+         * deletion the position is examined again, because the cluster
+         * shifted back into it. Entries shift only backwards, so none skips
+         * past the scan; one that wraps from slot 0 to the end is examined
+         * twice, which is harmless.
+         */
         while (pos <= shard->index.mask) {
             uint64_t slot = shard->index.slots[pos];
+            uint64_t expires_ms;
 
-            if (slot != 0 && entry_expired(hashtab__entry(slot), now_ms)) {
+            if (!(slot & SLOT_EXPIRES)) {
+                pos++;
+                continue;
+            }
+
+            expires_ms = entry_expiry(hashtab__entry(slot));
+            if (now_ms >= expires_ms) {
                 free(shard_drop(shard, pos));
                 shard->expired++;
                 dropped++;
             } else {
+                if (expires_ms < next_ms)
+                    next_ms = expires_ms;
                 pos++;
             }
         }
+        shard->next_expiry_ms = next_ms;
         pthread_mutex_unlock(&shard->lock);
     }
     return dropped;

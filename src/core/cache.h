@@ -126,7 +126,10 @@ int cache_remove(struct cache *cache, const void *key, size_t key_len);
 
 /*
  * Drops every entry whose time to live has ended by now_ms, one shard at a
- * time. Returns the number dropped. Meant for a periodic timer.
+ * time. Returns the number dropped. Meant for a periodic timer. A shard
+ * whose earliest expiry time is later than now_ms costs one lock, and a
+ * shard that is scanned costs a read of its slot array and of its entries
+ * with a time to live, never of the others.
  */
 size_t cache_expire(struct cache *cache, uint64_t now_ms);
 

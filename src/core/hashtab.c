@@ -15,14 +15,15 @@ static uint32_t load_limit(uint32_t mask)
     return (uint32_t)(((uint64_t)mask + 1) / 4 * 3);
 }
 
-/* Puts slot into the first empty position from its home. */
-static void place(uint64_t *slots, uint32_t mask, uint32_t hash, uint64_t slot)
+/* Puts slot into the first empty position from its home and returns that position. */
+static size_t place(uint64_t *slots, uint32_t mask, uint32_t hash, uint64_t slot)
 {
     size_t pos = hash & mask;
 
     while (slots[pos] != 0)
         pos = (pos + 1) & mask;
     slots[pos] = slot;
+    return pos;
 }
 
 int hashtab__init(struct hashtab *table)
@@ -58,12 +59,12 @@ int hashtab__reserve(struct hashtab *table)
     if (slots == NULL)
         return -ENOMEM;
 
-    /* The tag and the mark bit travel with the slot; only the position changes. */
+    /* The tag and the owner bits travel with the slot; only the position changes. */
     for (size_t pos = 0; pos <= table->mask; pos++) {
         uint64_t slot = table->slots[pos];
 
         if (slot != 0)
-            place(slots, new_mask, hashtab__entry(slot)->hash, slot);
+            (void)place(slots, new_mask, hashtab__entry(slot)->hash, slot);
     }
 
     free(table->slots);
@@ -72,12 +73,12 @@ int hashtab__reserve(struct hashtab *table)
     return 0;
 }
 
-void hashtab__insert(struct hashtab *table, uint64_t hash, struct hashtab_entry *entry)
+size_t hashtab__insert(struct hashtab *table, uint64_t hash, struct hashtab_entry *entry)
 {
     entry->hash = (uint32_t)hash;
-    place(table->slots, table->mask, (uint32_t)hash,
-          (hash & HASHTAB_TAG_MASK) | (uint64_t)(uintptr_t)entry);
     table->count++;
+    return place(table->slots, table->mask, (uint32_t)hash,
+                 (hash & HASHTAB_TAG_MASK) | (uint64_t)(uintptr_t)entry);
 }
 
 void hashtab__delete_at(struct hashtab *table, size_t pos)

@@ -5,9 +5,14 @@
  * tagged pointer to an entry that the owner allocated:
  *
  *   bits 63..48  tag: the top 16 bits of the key's 64-bit hash
- *   bits 47..1   address of the entry (entries are at least 4-byte aligned)
+ *   bits 47..2   address of the entry (entries are at least 4-byte aligned)
+ *   bit 1        flag bit for the owner (the cache marks entries that have
+ *                an expiry time with it)
  *   bit 0        mark bit for the owner (the cache keeps its CLOCK reference
- *                bit there); the index preserves it and never reads it
+ *                bit there)
+ *
+ * The index preserves both owner bits when it moves a slot and never reads
+ * them.
  *
  * A lookup compares the tag before it touches the entry, so a probe that
  * passes a slot of another key dereferences that entry once in 65536 times.
@@ -65,7 +70,8 @@ struct hashtab {
 #define HASHTAB_NONE SIZE_MAX
 
 #define HASHTAB_TAG_MASK  UINT64_C(0xffff000000000000)
-#define HASHTAB_ADDR_MASK UINT64_C(0x0000fffffffffffe)
+#define HASHTAB_ADDR_MASK UINT64_C(0x0000fffffffffffc)
+#define HASHTAB_FLAG      UINT64_C(2)
 #define HASHTAB_MARK      UINT64_C(1)
 
 /* Allocates an empty table of 8 slots. Returns 0 or -ENOMEM. */
@@ -76,7 +82,7 @@ void hashtab__fini(struct hashtab *table);
 
 /*
  * Returns whether entry can be stored in a slot: its address must fit in
- * 48 bits and be even. With 5-level paging, Linux on x86-64 maps user space
+ * 48 bits and be a multiple of 4. With 5-level paging, Linux on x86-64 maps user space
  * above 47 bits only for an mmap whose hint address asks for it (kernel
  * documentation, arch/x86/x86_64/5level-paging.rst), so malloc results fit.
  * Owners check every entry anyway and treat a failure like a failed
@@ -97,9 +103,10 @@ int hashtab__reserve(struct hashtab *table);
 
 /*
  * Stores entry, whose key must be absent, and sets entry->hash. The caller
- * must have called hashtab__reserve since the last insert.
+ * must have called hashtab__reserve since the last insert. Returns the
+ * position of the new slot, valid until the next change to the table.
  */
-void hashtab__insert(struct hashtab *table, uint64_t hash, struct hashtab_entry *entry);
+size_t hashtab__insert(struct hashtab *table, uint64_t hash, struct hashtab_entry *entry);
 
 /*
  * Removes the entry at pos by shifting the rest of its cluster back.

@@ -380,6 +380,50 @@ static void test_expire_many_entries(void **state)
     cache_destroy(cache);
 }
 
+static void test_expire_waits_for_earliest_entry(void **state)
+{
+    struct cache *cache = cache_new(1 << 20, 0);
+
+    assert_int_equal(put_str(cache, "a", "v", 100, 0), 0);
+    assert_int_equal(put_str(cache, "b", "v", 1000, 0), 0);
+    assert_int_equal(put_str(cache, "p", "v", 0, 0), 0);
+
+    assert_int_equal(cache_expire(cache, 99), 0);
+    assert_int_equal(cache_expire(cache, 150), 1);
+    assert_int_equal(cache_expire(cache, 500), 0);
+    assert_true(present(cache, "b", 500));
+
+    /* An entry that expires before the rest moves the shard's next scan forward. */
+    assert_int_equal(put_str(cache, "c", "v", 50, 600), 0);
+    assert_int_equal(cache_expire(cache, 649), 0);
+    assert_int_equal(cache_expire(cache, 650), 1);
+    assert_int_equal(cache_expire(cache, 1000), 1);
+    assert_true(present(cache, "p", 1000));
+    assert_int_equal(stats_of(cache).entries, 1);
+    cache_destroy(cache);
+}
+
+static void test_expire_ignores_replaced_entries(void **state)
+{
+    struct cache *cache = cache_new(1 << 20, 0);
+
+    /* A negative entry replaced by a permanent one no longer expires. */
+    assert_int_equal(put_str(cache, "a", "miss", 10, 0), 0);
+    assert_int_equal(put_str(cache, "a", "link", 0, 5), 0);
+    assert_int_equal(put_str(cache, "b", "miss", 10, 0), 0);
+    assert_int_equal(cache_remove(cache, "b", 1), 0);
+
+    assert_int_equal(cache_expire(cache, 100), 0);
+    assert_true(present(cache, "a", 100));
+    assert_int_equal(stats_of(cache).expired, 0);
+
+    /* The shard expires entries again after it had none. */
+    assert_int_equal(put_str(cache, "c", "miss", 10, 100), 0);
+    assert_int_equal(cache_expire(cache, 110), 1);
+    assert_false(present(cache, "c", 110));
+    cache_destroy(cache);
+}
+
 static void test_eviction_drops_expired_first(void **state)
 {
     const size_t charge = cache_entry_charge(1, 40);
@@ -571,6 +615,8 @@ int main(void)
         cmocka_unit_test(test_ttl_expires_on_get),
         cmocka_unit_test(test_expire_drops_ended_entries),
         cmocka_unit_test(test_expire_many_entries),
+        cmocka_unit_test(test_expire_waits_for_earliest_entry),
+        cmocka_unit_test(test_expire_ignores_replaced_entries),
         cmocka_unit_test(test_eviction_drops_expired_first),
         cmocka_unit_test(test_entry_larger_than_shard),
         cmocka_unit_test(test_fill_with_current_epoch),
