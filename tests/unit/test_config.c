@@ -124,20 +124,24 @@ static int teardown(void **state)
     return rc;
 }
 
-/* Runs config_load on argv (NULL-terminated, without the program name). */
-static int load_argv(struct fixture *fixture, const char *const *args)
-{
-    char *argv[32];
-    FILE *err;
-    size_t err_len = 0;
-    int argc = 0, rc;
+#define ARGV_MAX 32
 
-    argv[argc++] = "shortd";
+/*
+ * Fills argv with program and args (NULL-terminated), records args in
+ * fixture->args for failure messages, and opens a fresh stream for the error
+ * output into fixture->err. Returns argc.
+ */
+static int prepare_argv(struct fixture *fixture, const char *program, const char *const *args,
+                        char *argv[ARGV_MAX], FILE **err, size_t *err_len)
+{
+    int argc = 0;
+
+    argv[argc++] = (char *)program;
     fixture->args[0] = '\0';
     while (args[argc - 1] != NULL) {
         (void)snprintf(fixture->args + strlen(fixture->args),
                        sizeof(fixture->args) - strlen(fixture->args), " %s", args[argc - 1]);
-        assert_true(argc < (int)ARRAY_SIZE(argv) - 1);
+        assert_true(argc < ARGV_MAX - 1);
         argv[argc] = (char *)args[argc - 1];
         argc++;
     }
@@ -145,9 +149,20 @@ static int load_argv(struct fixture *fixture, const char *const *args)
 
     free(fixture->err);
     fixture->err = NULL;
-    err = open_memstream(&fixture->err, &err_len);
-    assert_non_null(err);
-    rc = config_load(&fixture->config, argc, argv, &fixture->action, err);
+    *err = open_memstream(&fixture->err, err_len);
+    assert_non_null(*err);
+    return argc;
+}
+
+/* Runs config_load on argv (NULL-terminated, without the program name). */
+static int load_argv(struct fixture *fixture, const char *const *args)
+{
+    char *argv[ARGV_MAX];
+    FILE *err;
+    size_t err_len = 0;
+    int argc = prepare_argv(fixture, "shortd", args, argv, &err, &err_len);
+    int rc = config_load(&fixture->config, argc, argv, &fixture->action, err);
+
     assert_int_equal(fclose(err), 0);
     return rc;
 }
@@ -971,28 +986,13 @@ static const struct config_command import_like = {
 /* Runs config_load_command for import_like on "import" and args (NULL-terminated). */
 static int load_command_argv(struct fixture *fixture, const char *const *args)
 {
-    char *argv[32];
+    char *argv[ARGV_MAX];
     FILE *err;
     size_t err_len = 0;
-    int argc = 0, rc;
+    int argc = prepare_argv(fixture, "import", args, argv, &err, &err_len);
+    int rc = config_load_command(&fixture->config, &import_like, argc, argv, &fixture->action,
+                                 &fixture->operands, err);
 
-    argv[argc++] = "import";
-    fixture->args[0] = '\0';
-    while (args[argc - 1] != NULL) {
-        (void)snprintf(fixture->args + strlen(fixture->args),
-                       sizeof(fixture->args) - strlen(fixture->args), " %s", args[argc - 1]);
-        assert_true(argc < (int)ARRAY_SIZE(argv) - 1);
-        argv[argc] = (char *)args[argc - 1];
-        argc++;
-    }
-    argv[argc] = NULL;
-
-    free(fixture->err);
-    fixture->err = NULL;
-    err = open_memstream(&fixture->err, &err_len);
-    assert_non_null(err);
-    rc = config_load_command(&fixture->config, &import_like, argc, argv, &fixture->action,
-                             &fixture->operands, err);
     assert_int_equal(fclose(err), 0);
     return rc;
 }
