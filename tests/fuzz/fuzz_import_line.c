@@ -15,17 +15,9 @@
 #include "app/import.h"
 #include "app/links.h"
 #include "app/url.h"
+#include "web_policy.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static const char *const web_schemes[] = {"http", "https"};
-
-static const struct url_policy web_policy = {
-    .schemes = web_schemes,
-    .scheme_count = 2,
-    .max_length = 8192,
-    .own_host = "short.example",
-};
 
 static void fail(const char *invariant, const char *text, size_t len)
 {

@@ -24,6 +24,7 @@
 
 #include "app/links.h"
 #include "app/url.h"
+#include "web_policy.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -39,15 +40,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* 2026-12-04T00:00:00Z: a fixed now keeps findings reproducible. */
 #define NOW_MS INT64_C(1796342400000)
-
-static const char *const web_schemes[] = {"http", "https"};
-
-static const struct url_policy web_policy = {
-    .schemes = web_schemes,
-    .scheme_count = 2,
-    .max_length = 8192,
-    .own_host = "short.example",
-};
 
 static const char *const error_codes[] = {
     "invalid_json",          "unknown_field", "invalid_redirect_status", "invalid_max_visits",
