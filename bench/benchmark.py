@@ -140,7 +140,7 @@ end
     pipeline_lua = os.path.join(work, "pipeline.lua")
     with open(pipeline_lua, "w") as f:
         # The batches are built once, so that wrk's Lua work per request is
-        # small and wrk can send faster than the server answers. They are
+        # small and wrk can send faster than the server responds. They are
         # built in init, because wrk sets the Host header that wrk.format
         # adds only after the script is loaded.
         f.write("""local codes = {}
@@ -507,9 +507,9 @@ def write_report(args, results):
         "keep-alive connections requesting random codes. CPU time per request is the "
         "server process's user and system time from /proc divided by the requests "
         "served, so wrk's own work is not in it. It is read when the server has been "
-        "idle for half a second after the run, so it includes work that the requests "
-        "left behind, such as the last flush of visit counts, and each run starts "
-        "on an idle CPU." % (args.links, args.runs, args.seconds),
+        "idle for half a second after the run. It therefore includes work that the "
+        "requests left behind, such as the last flush of visit counts, and each run "
+        "starts on an idle CPU." % (args.links, args.runs, args.seconds),
         "",
         "Machine: %s, %d CPUs, Linux %s. %s; %s; %s." % (
             model, os.cpu_count(), platform.release(), shortd_version, nginx_version,
